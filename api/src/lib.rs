@@ -1,0 +1,157 @@
+//! The JSON contract of Flotilla's HTTP API (`/api/v1`), shared by the server that produces it,
+//! the Leptos frontend and the agent that consume it.
+//!
+//! This crate depends on serde only so it builds for `wasm32-unknown-unknown`. Field names are
+//! snake_case and times are RFC 3339 strings, so any HTTP client can use the API.
+
+use serde::{Deserialize, Serialize};
+
+/// The status of a job, as AWS IoT reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    InProgress,
+    Canceled,
+    Completed,
+    DeletionInProgress,
+    Scheduled,
+}
+
+impl JobStatus {
+    /// The wire name, as AWS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Canceled => "CANCELED",
+            Self::Completed => "COMPLETED",
+            Self::DeletionInProgress => "DELETION_IN_PROGRESS",
+            Self::Scheduled => "SCHEDULED",
+        }
+    }
+
+    /// Parses the wire name; `None` for a status this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "IN_PROGRESS" => Self::InProgress,
+            "CANCELED" => Self::Canceled,
+            "COMPLETED" => Self::Completed,
+            "DELETION_IN_PROGRESS" => Self::DeletionInProgress,
+            "SCHEDULED" => Self::Scheduled,
+            _ => return None,
+        })
+    }
+}
+
+/// How many of a job's executions are in each state (AWS's `jobProcessDetails`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionCounts {
+    pub queued: i64,
+    pub in_progress: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub rejected: i64,
+    pub canceled: i64,
+    pub timed_out: i64,
+    pub removed: i64,
+}
+
+impl ExecutionCounts {
+    /// Every execution the job has, whatever its state.
+    pub fn total(&self) -> i64 {
+        self.queued
+            + self.in_progress
+            + self.succeeded
+            + self.failed
+            + self.rejected
+            + self.canceled
+            + self.timed_out
+            + self.removed
+    }
+
+    /// Executions that reached a terminal state.
+    pub fn finished(&self) -> i64 {
+        self.total() - self.queued - self.in_progress
+    }
+}
+
+/// One job as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: String,
+    pub job_arn: String,
+    pub status: JobStatus,
+    pub description: Option<String>,
+    pub targets: Vec<String>,
+    pub counts: ExecutionCounts,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339; set once the job is COMPLETED or CANCELED.
+    pub completed_at: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+/// The state of one device's execution of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub thing_name: String,
+    pub status: String,
+    pub execution_number: Option<i64>,
+    /// RFC 3339.
+    pub queued_at: Option<String>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub updated_at: Option<String>,
+}
+
+/// A job with the executions of its devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    pub executions: Vec<Execution>,
+}
+
+/// `POST /api/v1/jobs`: create a job from a raw job document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateJob {
+    /// Letters, digits, `-` and `_`, at most 64 characters. Generated when absent.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Thing names the job targets.
+    #[serde(default)]
+    pub things: Vec<String>,
+    /// Thing group names the job targets.
+    #[serde(default)]
+    pub thing_groups: Vec<String>,
+    /// The job document devices receive; a JSON object.
+    pub document: serde_json::Value,
+}
+
+/// Every error the API returns has this body, with an HTTP status that matches `code`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_request`, `not_found`, `conflict`, `upstream`, `internal`…
+    pub code: String,
+    /// A sentence for a person.
+    pub message: String,
+    /// Per-field messages for invalid input, keyed by field name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+/// What is wrong with one field of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}

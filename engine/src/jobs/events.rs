@@ -1,0 +1,63 @@
+//! `$aws/events/…` messages, with the payloads of the AWS developer guide ("Jobs events").
+//! The dashboard subscribes to them to keep its projection current.
+
+use serde_json::json;
+
+use super::{ExecutionRow, JobRow, Jobs, StatusCounts};
+use crate::model::ExecutionStatus;
+
+/// `$aws/events/jobExecution/{jobId}/{operation}` for an execution that reached a final state.
+pub(super) fn execution(jobs: &Jobs, execution: &ExecutionRow) {
+    let Some(operation) =
+        ExecutionStatus::parse(&execution.status).and_then(ExecutionStatus::event_operation)
+    else {
+        return;
+    };
+    let body = json!({
+        "eventType": "JOB_EXECUTION",
+        "eventId": uuid::Uuid::new_v4().to_string(),
+        "timestamp": chrono::Utc::now().timestamp(),
+        "operation": operation,
+        "jobId": execution.job_id,
+        "thingArn": jobs.arns.thing(&execution.thing_name),
+        "status": execution.status,
+        "statusDetails": execution.status_details,
+    });
+    jobs.broker.publish(
+        &format!("$aws/events/jobExecution/{}/{operation}", execution.job_id),
+        body.to_string(),
+    );
+}
+
+/// `$aws/events/job/{jobId}/{operation}` for a job that completed, was canceled or deleted.
+pub(super) fn job(jobs: &Jobs, job: &JobRow, operation: &str, counts: &StatusCounts) {
+    let count = |status| counts.get(&status).copied().unwrap_or(0);
+    let mut body = json!({
+        "eventType": "JOB",
+        "eventId": uuid::Uuid::new_v4().to_string(),
+        "timestamp": chrono::Utc::now().timestamp(),
+        "operation": operation,
+        "jobId": job.job_id,
+        "status": job.status,
+        "targetSelection": job.target_selection,
+        "targets": job.targets,
+        "description": job.description,
+        "createdAt": job.created_at.timestamp_millis(),
+        "lastUpdatedAt": job.last_updated_at.timestamp_millis(),
+    });
+    if let Some(completed) = job.completed_at {
+        body["completedAt"] = json!(completed.timestamp_millis());
+        body["jobProcessDetails"] = json!({
+            "numberOfCanceledThings": count(ExecutionStatus::Canceled),
+            "numberOfRejectedThings": count(ExecutionStatus::Rejected),
+            "numberOfFailedThings": count(ExecutionStatus::Failed),
+            "numberOfRemovedThings": count(ExecutionStatus::Removed),
+            "numberOfSucceededThings": count(ExecutionStatus::Succeeded),
+            "numberOfTimedOutThings": count(ExecutionStatus::TimedOut),
+        });
+    }
+    jobs.broker.publish(
+        &format!("$aws/events/job/{}/{operation}", job.job_id),
+        body.to_string(),
+    );
+}

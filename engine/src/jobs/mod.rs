@@ -1,0 +1,496 @@
+//! The jobs logic: things, jobs and executions in PostgreSQL, and the device-side Jobs API.
+//!
+//! Control-plane operations ([`Jobs::create_job`] …) are called by [`crate::control`]; device
+//! requests arrive from the [`crate::broker`] through the [`broker::Hooks`] implementation in
+//! [`device`]. Every state change is one transaction; the MQTT messages it causes (replies,
+//! `notify`/`notify-next`, `$aws/events/…`) are published after it commits, so a crash can
+//! lose a notification (devices recover by asking) but never leave state half-written.
+
+mod device;
+mod events;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::EngineConfig;
+use crate::broker::{self, Broker};
+use crate::model::{Arns, ExecutionStatus, Target, valid_job_id, valid_thing_name};
+
+/// AWS's limit on a job document.
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
+
+/// Why an operation failed, in terms both APIs can express: the control plane maps it to an
+/// exception name and HTTP status, the device API to a `/rejected` error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    ResourceNotFound,
+    ResourceAlreadyExists,
+    VersionMismatch,
+    InvalidStateTransition,
+    Internal,
+}
+
+/// A failed operation with a message safe to show the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceNotFound, message)
+    }
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(error: sqlx::Error) -> Self {
+        // The cause is logged here, once; callers see a generic message.
+        tracing::error!(error = %error, "engine database error: {error}");
+        Self::new(ErrorKind::Internal, "internal error")
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// A thing as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ThingRow {
+    pub thing_name: String,
+    pub thing_id: uuid::Uuid,
+    pub thing_type_name: Option<String>,
+    pub attributes: Value,
+    pub version: i64,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub job_id: String,
+    pub description: Option<String>,
+    pub document: String,
+    pub target_selection: String,
+    pub status: String,
+    pub targets: Vec<String>,
+    pub config: Value,
+    pub created_at: DateTime<Utc>,
+    pub last_updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A job execution as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecutionRow {
+    pub job_id: String,
+    pub thing_name: String,
+    pub execution_number: i64,
+    pub status: String,
+    pub status_details: Value,
+    pub version_number: i64,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_updated_at: DateTime<Utc>,
+}
+
+impl ExecutionRow {
+    fn status(&self) -> ExecutionStatus {
+        ExecutionStatus::parse(&self.status).unwrap_or(ExecutionStatus::Queued)
+    }
+}
+
+/// Counts of a job's executions by status.
+pub type StatusCounts = HashMap<ExecutionStatus, i64>;
+
+/// What CreateJob needs, already decoded from the request.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_id: String,
+    pub targets: Vec<String>,
+    pub document: Option<String>,
+    pub description: Option<String>,
+    pub target_selection: Option<String>,
+    /// The optional configurations, as the request spelled them.
+    pub config: serde_json::Map<String, Value>,
+}
+
+/// The engine's jobs service. One per engine; shared by the control plane and the broker.
+pub struct Jobs {
+    pool: PgPool,
+    config: Arc<EngineConfig>,
+    broker: Broker,
+    pub arns: Arns,
+}
+
+const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
+     version_number, queued_at, started_at, last_updated_at";
+const JOB_COLUMNS: &str = "job_id, description, document, target_selection, status, targets, \
+     config, created_at, last_updated_at, completed_at";
+
+impl Jobs {
+    pub fn new(pool: PgPool, config: Arc<EngineConfig>, broker: Broker) -> Self {
+        let arns = Arns {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
+        Self {
+            pool,
+            config,
+            broker,
+            arns,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    // ----- things -----
+
+    /// CreateThing. Creating a thing that exists with the same type and attributes returns it
+    /// (AWS's idempotency); anything else that exists is a conflict.
+    pub async fn create_thing(
+        &self,
+        name: &str,
+        thing_type_name: Option<String>,
+        attributes: HashMap<String, String>,
+    ) -> Result<ThingRow> {
+        if !valid_thing_name(name) {
+            return Err(ServiceError::invalid(format!(
+                "thingName must be 1-128 characters of [a-zA-Z0-9:_-], got {name:?}"
+            )));
+        }
+        if let Some(bad) = attributes.iter().find(|(k, v)| !valid_attribute(k, v)) {
+            return Err(ServiceError::invalid(format!(
+                "attribute {:?}: names are 1-128 characters of [a-zA-Z0-9_.,@/:#-], values at most 800",
+                bad.0
+            )));
+        }
+        let attributes = json!(attributes);
+        let inserted: Option<ThingRow> = sqlx::query_as(
+            "insert into engine.things (thing_name, thing_id, thing_type_name, attributes)
+             values ($1, $2, $3, $4) on conflict (thing_name) do nothing
+             returning thing_name, thing_id, thing_type_name, attributes, version",
+        )
+        .bind(name)
+        .bind(uuid::Uuid::new_v4())
+        .bind(&thing_type_name)
+        .bind(&attributes)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(thing) = inserted {
+            return Ok(thing);
+        }
+        let existing = self.thing(name).await?.ok_or_else(|| {
+            ServiceError::new(ErrorKind::Internal, "thing vanished during creation")
+        })?;
+        if existing.thing_type_name == thing_type_name && existing.attributes == attributes {
+            Ok(existing)
+        } else {
+            Err(ServiceError::new(
+                ErrorKind::ResourceAlreadyExists,
+                format!("Thing {name} already exists with different attributes"),
+            ))
+        }
+    }
+
+    pub async fn thing(&self, name: &str) -> Result<Option<ThingRow>> {
+        Ok(sqlx::query_as(
+            "select thing_name, thing_id, thing_type_name, attributes, version
+             from engine.things where thing_name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    // ----- jobs -----
+
+    /// CreateJob: stores the job and queues one execution per target thing.
+    pub async fn create_job(&self, new: NewJob) -> Result<JobRow> {
+        if !valid_job_id(&new.job_id) {
+            return Err(ServiceError::invalid(
+                "jobId must be 1-64 characters of [a-zA-Z0-9_-]",
+            ));
+        }
+        let document = match (&new.document, new.config.get("documentSource")) {
+            (Some(document), None) => document.clone(),
+            (None, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "documentSource is not supported by the embedded engine yet; pass document",
+                ));
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "exactly one of document and documentSource is required",
+                ));
+            }
+        };
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(ServiceError::invalid(format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                document.len()
+            )));
+        }
+        match serde_json::from_str::<Value>(&document) {
+            Ok(Value::Object(_)) => {}
+            _ => return Err(ServiceError::invalid("document must be a JSON object")),
+        }
+        let target_selection = new.target_selection.as_deref().unwrap_or("SNAPSHOT");
+        if !matches!(target_selection, "SNAPSHOT" | "CONTINUOUS") {
+            return Err(ServiceError::invalid(
+                "targetSelection must be SNAPSHOT or CONTINUOUS",
+            ));
+        }
+        if new.targets.is_empty() {
+            return Err(ServiceError::invalid(
+                "targets must name at least one thing or thing group",
+            ));
+        }
+        let mut things = Vec::with_capacity(new.targets.len());
+        for arn in &new.targets {
+            match self.arns.parse_target(arn) {
+                Some(Target::Thing(name)) => things.push(name),
+                Some(Target::ThingGroup(_)) => {
+                    return Err(ServiceError::invalid(
+                        "thing group targets are not supported by the embedded engine yet",
+                    ));
+                }
+                None => {
+                    return Err(ServiceError::invalid(format!(
+                        "target {arn:?} is not a thing ARN of this account and region"
+                    )));
+                }
+            }
+        }
+        things.sort();
+        things.dedup();
+
+        let mut tx = self.pool.begin().await?;
+        let known: Vec<String> =
+            sqlx::query_scalar("select thing_name from engine.things where thing_name = any($1)")
+                .bind(&things)
+                .fetch_all(&mut *tx)
+                .await?;
+        if known.len() != things.len() {
+            let missing: Vec<&String> = things.iter().filter(|t| !known.contains(t)).collect();
+            return Err(ServiceError::not_found(format!(
+                "Things not found: {missing:?}"
+            )));
+        }
+        let job: Option<JobRow> = sqlx::query_as(&format!(
+            "insert into engine.jobs (job_id, description, document, target_selection, status, targets, config)
+             values ($1, $2, $3, $4, 'IN_PROGRESS', $5, $6)
+             on conflict (job_id) do nothing
+             returning {JOB_COLUMNS}"
+        ))
+        .bind(&new.job_id)
+        .bind(&new.description)
+        .bind(&document)
+        .bind(target_selection)
+        .bind(&new.targets)
+        .bind(Value::Object(new.config.clone()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job) = job else {
+            return Err(ServiceError::new(
+                ErrorKind::ResourceAlreadyExists,
+                format!("Job {} already exists", new.job_id),
+            ));
+        };
+        sqlx::query(
+            "insert into engine.job_executions (job_id, thing_name, execution_number, status)
+             select $1, thing, 1, 'QUEUED' from unnest($2::text[]) as thing",
+        )
+        .bind(&job.job_id)
+        .bind(&things)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
+
+        // Tell each device whose next job this now is.
+        // A thing's next job changed exactly where this job is now first in its queue.
+        let job_id = job.job_id.clone();
+        self.announce_pending(&things, &|_, next| next == Some(job_id.as_str()))
+            .await;
+        Ok(job)
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobRow> {
+        sqlx::query_as(&format!(
+            "select {JOB_COLUMNS} from engine.jobs where job_id = $1"
+        ))
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("Job {job_id} not found")))
+    }
+
+    /// How many of a job's executions are in each status.
+    pub async fn counts(&self, job_id: &str) -> Result<StatusCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "select status, count(*) from engine.job_executions where job_id = $1 group by status",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(status, n)| Some((ExecutionStatus::parse(&status)?, n)))
+            .collect())
+    }
+
+    /// One page of a job's executions in thing-name order, after `after` (the page token).
+    pub async fn executions_for_job(
+        &self,
+        job_id: &str,
+        status: Option<ExecutionStatus>,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<ExecutionRow>> {
+        self.job(job_id).await?;
+        Ok(sqlx::query_as(&format!(
+            "select {EXECUTION_COLUMNS} from engine.job_executions
+             where job_id = $1 and ($2::text is null or status = $2) and ($3::text is null or thing_name > $3)
+             order by thing_name limit $4"
+        ))
+        .bind(job_id)
+        .bind(status.map(ExecutionStatus::as_str))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ----- device side -----
+
+    /// The pending (IN_PROGRESS first, then QUEUED, oldest first) executions of each thing.
+    async fn pending(
+        &self,
+        executor: impl sqlx::PgExecutor<'_>,
+        things: &[String],
+    ) -> Result<HashMap<String, Vec<ExecutionRow>>> {
+        let rows: Vec<ExecutionRow> = sqlx::query_as(&format!(
+            "select {EXECUTION_COLUMNS} from engine.job_executions
+             where thing_name = any($1) and status in ('QUEUED', 'IN_PROGRESS')
+             order by thing_name, status = 'IN_PROGRESS' desc, queued_at, job_id"
+        ))
+        .bind(things)
+        .fetch_all(executor)
+        .await?;
+        let mut by_thing: HashMap<String, Vec<ExecutionRow>> = HashMap::new();
+        for row in rows {
+            by_thing
+                .entry(row.thing_name.clone())
+                .or_default()
+                .push(row);
+        }
+        Ok(by_thing)
+    }
+
+    /// Publishes `notify` to each of `things`, whose pending lists changed, and `notify-next`
+    /// where `next_changed(thing, next job id)` says its next execution changed.
+    async fn announce_pending(
+        &self,
+        things: &[String],
+        next_changed: &(dyn Fn(&str, Option<&str>) -> bool + Sync),
+    ) {
+        let pending = match self.pending(&self.pool, things).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "could not read pending executions to notify devices: {error}");
+                return;
+            }
+        };
+        let documents = self.documents(pending.values().flatten()).await;
+        for thing in things {
+            let list = pending.get(thing).map(Vec::as_slice).unwrap_or_default();
+            device::publish_notify(&self.broker, thing, list);
+            let next = list.first();
+            if next_changed(thing, next.map(|e| e.job_id.as_str())) {
+                let document = next.and_then(|e| documents.get(&e.job_id));
+                device::publish_notify_next(&self.broker, thing, next, document);
+            }
+        }
+    }
+
+    /// The documents of the jobs of `executions`, parsed.
+    async fn documents<'a>(
+        &self,
+        executions: impl Iterator<Item = &'a ExecutionRow>,
+    ) -> HashMap<String, Value> {
+        let mut ids: Vec<String> = executions.map(|e| e.job_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let rows: Vec<(String, String)> =
+            match sqlx::query_as("select job_id, document from engine.jobs where job_id = any($1)")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read job documents: {error}");
+                    return HashMap::new();
+                }
+            };
+        rows.into_iter()
+            .map(|(id, doc)| (id, serde_json::from_str(&doc).unwrap_or(Value::Null)))
+            .collect()
+    }
+}
+
+/// AWS's attribute rules: names `[a-zA-Z0-9_.,@/:#-]{1,128}`, values `[a-zA-Z0-9_.,@/:#=\[\]-]*`
+/// up to 800 characters.
+fn valid_attribute(name: &str, value: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b))
+        && value.len() <= 800
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#=[]- ".contains(&b))
+}
+
+impl broker::Hooks for Jobs {
+    fn authenticate(
+        &self,
+        info: broker::ConnectInfo,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<broker::Identity, rumqttc::mqttbytes::v4::ConnectReturnCode>,
+    > {
+        Box::pin(device::authenticate(self, info))
+    }
+
+    fn consumes(&self, topic: &str) -> bool {
+        device::is_jobs_request(topic)
+    }
+
+    fn handle<'a>(
+        &'a self,
+        identity: &'a broker::Identity,
+        topic: &'a str,
+        payload: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(device::handle(self, identity, topic, payload))
+    }
+}

@@ -1,0 +1,121 @@
+//! Flotilla's embedded engine: a one-machine implementation of AWS IoT Jobs.
+//!
+//! It speaks the same wire protocols as AWS, so the dashboard server and devices cannot tell
+//! it from the real service:
+//!
+//! - [`control`]: the IoT control-plane REST API (restJson1), as `aws-sdk-iot` calls it;
+//! - [`broker`]: an MQTT broker carrying the Jobs device API (`$aws/things/{thing}/jobs/…`)
+//!   and the `$aws/events/…` topics;
+//! - [`jobs`]: the jobs logic behind both, with every bit of state in PostgreSQL (schema
+//!   `engine`), so the engine can be killed at any moment and restarted without loss.
+
+pub mod broker;
+pub mod control;
+pub mod jobs;
+pub mod model;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::jobs::Jobs;
+
+/// How the engine identifies itself and whom it trusts.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// The region in ARNs and the SigV4 credential scope, e.g. `us-east-1`.
+    pub region: String,
+    /// The account id in ARNs.
+    pub account_id: String,
+    /// The access key the control plane accepts.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// MQTT username and password of the trusted service identity (the dashboard's event
+    /// subscriber). Devices authenticate by client id (their thing name) on this listener.
+    pub service_username: String,
+    pub service_password: String,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("access_key_id", &self.access_key_id)
+            .field("service_username", &self.service_username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
+#[derive(Debug)]
+pub struct RunningEngine {
+    /// Where the control-plane REST API listens.
+    pub http_addr: SocketAddr,
+    /// Where the MQTT broker listens.
+    pub mqtt_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningEngine {
+    /// Starts the control plane on `http` and the broker on `mqtt`. The database must be
+    /// migrated already.
+    pub async fn start(
+        pool: PgPool,
+        config: EngineConfig,
+        http: TcpListener,
+        mqtt: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let http_addr = http
+            .local_addr()
+            .context("control-plane listener address")?;
+        let mqtt_addr = mqtt.local_addr().context("mqtt listener address")?;
+        let shutdown = CancellationToken::new();
+        let config = Arc::new(config);
+        let broker = Broker::new();
+        let jobs = Arc::new(Jobs::new(pool, config.clone(), broker.clone()));
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(broker.clone().serve(
+            mqtt,
+            jobs.clone(),
+            shutdown.clone(),
+        )));
+
+        let router = control::router(control::ControlState {
+            jobs: jobs.clone(),
+            config,
+        });
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(http, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "engine control plane stopped: {error}");
+            }
+        }));
+        tracing::info!(%http_addr, %mqtt_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}");
+        Ok(Self {
+            http_addr,
+            mqtt_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting work and waits for the listeners to close.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

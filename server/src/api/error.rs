@@ -1,0 +1,107 @@
+//! The API's one error type. Every error becomes a JSON [`ErrorBody`] with a stable code;
+//! internal causes are logged here, once, and never shown to clients.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use flotilla_api::{ErrorBody, FieldError};
+
+use crate::iot::IotError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or invalid; field messages say what to fix.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// AWS IoT (or the engine) failed or throttled us.
+    #[error(transparent)]
+    Upstream(IotError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Invalid {
+            message: format!("{field}: {message}"),
+            fields: vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+        }
+    }
+}
+
+impl From<IotError> for ApiError {
+    fn from(error: IotError) -> Self {
+        match error {
+            IotError::NotFound(message) => Self::NotFound(message),
+            IotError::AlreadyExists(message) => Self::Conflict(message),
+            IotError::Invalid(message) => Self::Invalid {
+                message,
+                fields: Vec::new(),
+            },
+            other => Self::Upstream(other),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::Invalid {
+            message: rejection.body_text(),
+            fields: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, fields) = match self {
+            Self::Invalid { message, fields } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                message,
+                fields,
+            ),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message, Vec::new()),
+            Self::Conflict(message) => (StatusCode::CONFLICT, "conflict", message, Vec::new()),
+            Self::Upstream(error) => {
+                tracing::error!(%error, "IoT call failed: {error}");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream",
+                    "AWS IoT did not answer as expected; try again".to_owned(),
+                    Vec::new(),
+                )
+            }
+            Self::Database(error) => {
+                tracing::error!(%error, "database error: {error}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_owned(),
+                    Vec::new(),
+                )
+            }
+        };
+        (
+            status,
+            Json(ErrorBody {
+                code: code.to_owned(),
+                message,
+                fields,
+            }),
+        )
+            .into_response()
+    }
+}

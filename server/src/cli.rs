@@ -1,0 +1,138 @@
+//! The `flotilla` command line. Every setting is a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::{self, IotMode, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Fleet software updates over AWS IoT Jobs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the dashboard server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Iot {
+    /// Start the embedded engine in-process.
+    Local,
+    /// Use AWS IoT Core with the default credential chain.
+    Aws,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Where the dashboard listens.
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Which IoT service to use.
+    #[arg(long, env = "FLOTILLA_IOT", value_enum, default_value = "local")]
+    iot: Iot,
+    /// Local mode: where the engine's MQTT broker listens for devices. Never 1883/8883 by
+    /// default, so it coexists with a system broker.
+    #[arg(long, env = "FLOTILLA_MQTT_LISTEN", default_value = "127.0.0.1:18830")]
+    mqtt_listen: SocketAddr,
+    /// Local mode: where the engine's IoT control-plane API listens.
+    #[arg(long, env = "FLOTILLA_ENGINE_LISTEN", default_value = "127.0.0.1:0")]
+    engine_listen: SocketAddr,
+    /// Local mode: simulate this many devices (`sim-0001` …).
+    #[arg(long, env = "FLOTILLA_SIMULATE", default_value_t = 0)]
+    simulate: usize,
+    /// AWS region (local mode uses it in ARNs too).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// AWS mode: override the IoT control-plane endpoint URL.
+    #[arg(long, env = "FLOTILLA_IOT_ENDPOINT")]
+    iot_endpoint: Option<String>,
+    /// Folder of the web UI (index.html, style.css, pkg/).
+    #[arg(long, env = "FLOTILLA_STATIC_DIR", default_value = "static")]
+    static_dir: PathBuf,
+    /// How often active jobs are re-read from IoT, in seconds (AWS sends no events for
+    /// QUEUED or IN_PROGRESS executions).
+    #[arg(long, env = "FLOTILLA_RECONCILE_SECONDS", default_value_t = 5)]
+    reconcile_seconds: u64,
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,aws=warn,hyper=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate { database_url } => {
+                crate::db::connect_and_migrate(&database_url, 2).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Serve(args) => {
+                let config = ServeConfig {
+                    database_url: args.database_url,
+                    listen: args.listen,
+                    iot: match args.iot {
+                        Iot::Local => IotMode::Local {
+                            mqtt_listen: args.mqtt_listen,
+                            engine_listen: args.engine_listen,
+                            simulate: args.simulate,
+                        },
+                        Iot::Aws => IotMode::Aws {
+                            iot_endpoint: args.iot_endpoint,
+                        },
+                    },
+                    region: args.region,
+                    static_dir: args.static_dir,
+                    reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
+                };
+                let server = app::start(config).await?;
+                println!("Flotilla is running at http://{}/", server.addr);
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                server.shutdown().await;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,16 @@
+//! Flotilla's dashboard server.
+//!
+//! - [`cli`]: the `flotilla` command line (serve, migrate).
+//! - [`app`]: assembling and starting the server: database, IoT client, the embedded engine in
+//!   local mode, the event subscriber, the simulated fleet and the HTTP listener.
+//! - [`iot`]: everything the server asks of AWS IoT, through `aws-sdk-iot` only.
+//! - [`projection`]: the server's copy of jobs and executions in PostgreSQL, kept current from
+//!   `$aws/events` and periodic reconciliation.
+//! - [`api`]: the JSON API under `/api/v1`.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod db;
+pub mod iot;
+pub mod projection;

@@ -1,0 +1,1 @@
+//! Cross-component end-to-end tests live in `tests/`; this library is empty.

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real server in local mode (embedded engine, MQTT broker, simulated
+//! devices) on ephemeral ports and its own database, driven through the HTTP API.
+
+mod helpers;
+mod jobs;

@@ -1,0 +1,145 @@
+//! `cargo xtask`: the one entry point for developer and CI tasks.
+//!
+//! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
+//! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
+//!
+//! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
+//! installed from here, so the README's two commands work on a machine with only rustup.
+
+mod frontend;
+mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("ci") => ci(),
+        Some("frontend") => {
+            use_ci_target_dir()?;
+            frontend::build(&workspace_root())
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <demo | ci | frontend>");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in a workspace")
+        .to_path_buf()
+}
+
+/// Runs a command to completion, failing with its command line when it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    eprintln!("$ {line}");
+    let status = cmd.status().with_context(|| format!("starting {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The cargo target folder: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// In CI (`CI=true`) the cargo target folder lives outside the clone, so the next run on this
+/// machine starts warm. Set for this process and every cargo it starts.
+fn use_ci_target_dir() -> Result<()> {
+    if std::env::var("CI").as_deref() == Ok("true")
+        && std::env::var_os("CARGO_TARGET_DIR").is_none()
+    {
+        let home = std::env::var_os("HOME").context("HOME is not set")?;
+        let dir = PathBuf::from(home).join(".cache/flotilla/target");
+        eprintln!("CI: cargo target folder is {}", dir.display());
+        // SAFETY: single-threaded at this point; set before any thread or child starts.
+        #[expect(
+            unsafe_code,
+            reason = "set_var is unsafe in edition 2024; no threads run yet"
+        )]
+        unsafe {
+            std::env::set_var("CARGO_TARGET_DIR", &dir);
+        }
+    }
+    Ok(())
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// `cargo xtask demo [serve flags…]`: Flotilla in local mode with 100 simulated devices.
+fn demo(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    frontend::build(&root)?;
+    let postgres = postgres::Postgres::ensure(&root, &target)?;
+    let database_url = postgres.ensure_database("flotilla")?;
+    run(cargo(&root).args(["build", "--package", "flotilla-server", "--bin", "flotilla"]))?;
+
+    // Ctrl-C reaches the server too (same process group); we wait for it to stop, then stop
+    // PostgreSQL when `postgres` is dropped.
+    ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
+    let mut serve = Command::new(target.join("debug/flotilla"));
+    serve
+        .current_dir(&root)
+        .env("DATABASE_URL", &database_url)
+        .args([
+            "serve",
+            "--iot",
+            "local",
+            "--simulate",
+            "100",
+            "--static-dir",
+            "static",
+        ])
+        .args(args);
+    eprintln!("$ {serve:?}");
+    let status = serve.status().context("starting flotilla serve")?;
+    drop(postgres);
+    if !status.success() && status.code().is_some() {
+        bail!("flotilla serve exited with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+fn ci() -> Result<()> {
+    use_ci_target_dir()?;
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let started = std::time::Instant::now();
+    run(cargo(&root).args(["fmt", "--all", "--check"]))?;
+    run(cargo(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    frontend::build(&root)?;
+    let postgres = postgres::Postgres::ensure(&root, &target)?;
+    run(cargo(&root)
+        .args(["test", "--workspace", "--locked"])
+        .env("DATABASE_URL", postgres.admin_url()))?;
+    drop(postgres);
+    eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
