@@ -104,6 +104,15 @@ fn ephemeral_secret() -> String {
         .collect()
 }
 
+/// The address to connect to for a listener bound to `addr`: a wildcard bind (`0.0.0.0`,
+/// `::`) is reached on loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
 /// Starts the server as `config` says.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let pool = crate::db::connect_and_migrate(&config.database_url, 20).await?;
@@ -147,7 +156,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 .endpoint_url(format!("http://{}", engine.http_addr))
                 .build();
             let events = EventSource {
-                host: engine.mqtt_addr.ip().to_string(),
+                host: reachable(engine.mqtt_addr).ip().to_string(),
                 port: engine.mqtt_addr.port(),
                 username: engine_config.service_username,
                 password: engine_config.service_password,
@@ -196,7 +205,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         )));
     }
 
-    let mqtt_addr = engine.as_ref().map(|e| e.mqtt_addr);
+    let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)

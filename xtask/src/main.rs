@@ -8,6 +8,7 @@
 
 mod frontend;
 mod postgres;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -135,10 +136,12 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     frontend::build(&root)?;
+    let python = python::ensure_venv(&root.join(&target))?;
     let postgres = postgres::Postgres::ensure(&root, &target)?;
     run(cargo(&root)
         .args(["test", "--workspace", "--locked"])
-        .env("DATABASE_URL", postgres.admin_url()))?;
+        .env("DATABASE_URL", postgres.admin_url())
+        .env("FLOTILLA_TEST_PYTHON", &python))?;
     drop(postgres);
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())

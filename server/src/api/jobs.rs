@@ -95,7 +95,12 @@ async fn create(
             request.document.to_string(),
             request.description,
         )
-        .await?;
+        .await
+        .map_err(|error| match error {
+            // The only resources CreateJob looks up are its targets.
+            crate::iot::IotError::NotFound(message) => ApiError::field("things", message),
+            other => other.into(),
+        })?;
     state
         .projection
         .refresh(&job_id)

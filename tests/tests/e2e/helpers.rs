@@ -140,3 +140,183 @@ fn database_name_is_replaced() {
     );
     assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
 }
+
+/// Registers a thing directly in the engine's table, as CreateThing would.
+///
+/// Test fixture setup only: the HTTP API cannot create things yet, and the engine's control
+/// plane is reached only through the server's own `Iot` client, which tests cannot get at.
+/// The engine reads `engine.things` on every device connect and job target lookup, so a row
+/// written here is a registered thing to both.
+pub async fn register_thing(app: &TestApp, name: &str) {
+    let mut conn = sqlx::PgConnection::connect(&app.db.url)
+        .await
+        .expect("connecting to the test database");
+    sqlx::query(
+        "insert into engine.things (thing_name, thing_id, attributes) values ($1, $2, '{}')",
+    )
+    .bind(name)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&mut conn)
+    .await
+    .expect("registering the thing");
+}
+
+/// A minimal HTTP/1.1 file server on loopback: `GET /{name}` answers the file's bytes, anything
+/// else 404. One request per connection. It stops when the returned handle is aborted or the
+/// test's runtime ends.
+pub async fn serve_files(
+    files: Vec<(&'static str, Vec<u8>)>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the file server");
+    let addr = listener.local_addr().expect("file server address");
+    let files = std::sync::Arc::new(files);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let files = files.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request);
+                let mut words = request.split_whitespace();
+                let found = match (words.next(), words.next()) {
+                    (Some("GET"), Some(path)) => files
+                        .iter()
+                        .find(|(name, _)| path.strip_prefix('/') == Some(*name))
+                        .map(|(_, body)| body.as_slice()),
+                    _ => None,
+                };
+                let (status, body) = match found {
+                    Some(body) => ("200 OK", body),
+                    None => ("404 Not Found", b"not found".as_slice()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// The Python interpreter with the AWS IoT Device SDKs that runs the programs in
+/// `tests/devices/`. Fails the test when it is not set: a device test that skips proves nothing.
+pub fn device_python() -> PathBuf {
+    match std::env::var_os("FLOTILLA_TEST_PYTHON") {
+        Some(python) if !python.is_empty() => PathBuf::from(python),
+        _ => panic!(
+            "FLOTILLA_TEST_PYTHON is not set. It names the Python with the AWS IoT Device SDKs \
+             that runs the device programs in tests/devices/; run the tests via `cargo xtask ci`, \
+             which creates that Python and sets it (or set it to that Python yourself)."
+        ),
+    }
+}
+
+/// A device program from `tests/devices/`, running under [`device_python`] against the test
+/// server's MQTT broker. Its stdin is a pipe held open (the programs wait on it to quit); every
+/// line it prints is echoed to the test's output, which the test harness shows on failure.
+pub struct DeviceProgram {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl DeviceProgram {
+    /// Starts `tests/devices/{script}` with `FLOTILLA_MQTT_HOST`/`FLOTILLA_MQTT_PORT` naming
+    /// the broker (plain TCP, no certificates).
+    pub fn spawn(app: &TestApp, script: &str) -> Self {
+        use std::process::Stdio;
+        use tokio::io::{AsyncBufReadExt, BufReader};
+
+        let mqtt = app.server.mqtt_addr.expect("local mode has an MQTT broker");
+        let devices = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices");
+        let python = device_python();
+        let mut child = tokio::process::Command::new(&python)
+            .arg(devices.join(script))
+            .current_dir(&devices)
+            .env("FLOTILLA_MQTT_HOST", mqtt.ip().to_string())
+            .env("FLOTILLA_MQTT_PORT", mqtt.port().to_string())
+            .env_remove("FLOTILLA_ROOT_CA")
+            .env_remove("FLOTILLA_PRIVATE_KEY")
+            .env_remove("FLOTILLA_CERTIFICATE")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} {script}: {e}", python.display()));
+        let stdin = child.stdin.take();
+        let (tx, stdout) = tokio::sync::mpsc::unbounded_channel();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let name = script.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                eprintln!("{name}: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let mut err = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let name = script.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                eprintln!("{name} (stderr): {line}");
+            }
+        });
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Waits until the program prints a line containing `line`, failing the test if it exits or
+    /// `timeout` passes first. (Containing, because a prompt printed without a newline, like
+    /// `input("…")`'s, shares its line with whatever is printed next.)
+    pub async fn wait_for_line(&mut self, line: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stdout.recv()).await {
+                Ok(Some(printed)) if printed.contains(line) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let status = self.child.wait().await;
+                    panic!("the device program exited ({status:?}) before printing {line:?}");
+                }
+                Err(_) => panic!("the device program did not print {line:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Writes `input` to the program's stdin.
+    pub async fn type_line(&mut self, input: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{input}\n").as_bytes())
+            .await
+            .expect("writing to the device program's stdin");
+        stdin.flush().await.expect("flushing stdin");
+    }
+
+    /// Kills the program (if it still runs) and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        drop(self.stdin.take());
+    }
+}

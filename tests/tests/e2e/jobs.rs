@@ -99,6 +99,10 @@ async fn bad_job_requests_get_clear_errors_and_change_nothing() {
             json!({ "things": ["no-such-device"], "document": {} }),
             "things",
         ),
+        (
+            json!({ "things": ["sim-0001", "ghost"], "document": {} }),
+            "things",
+        ),
     ];
     for (body, field) in cases {
         let response = post(body.clone()).await;
