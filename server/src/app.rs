@@ -28,6 +28,8 @@ pub enum IotMode {
         mqtt_listen: SocketAddr,
         engine_listen: SocketAddr,
         simulate: usize,
+        /// Things to register at start-up (CreateThing is idempotent).
+        register: Vec<String>,
     },
     /// AWS IoT Core with the default credential chain.
     Aws { iot_endpoint: Option<String> },
@@ -120,11 +122,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mut tasks = Vec::new();
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();
 
-    let (iot, engine, events, simulate) = match &config.iot {
+    let (iot, engine, events, simulate, register) = match &config.iot {
         IotMode::Local {
             mqtt_listen,
             engine_listen,
             simulate,
+            register,
         } => {
             let engine_config = EngineConfig {
                 region: config.region.clone(),
@@ -166,6 +169,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 Some(engine),
                 Some(events),
                 *simulate,
+                register.clone(),
             )
         }
         IotMode::Aws { iot_endpoint } => {
@@ -186,6 +190,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 None,
                 None,
                 0,
+                Vec::new(),
             )
         }
     };
@@ -203,6 +208,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             changed_tx.clone(),
             shutdown.clone(),
         )));
+    }
+
+    for thing in &register {
+        iot.create_thing(thing)
+            .await
+            .with_context(|| format!("registering thing {thing}"))?;
     }
 
     let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));

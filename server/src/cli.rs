@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the dashboard server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Local mode: simulate this many devices (`sim-0001` …).
     #[arg(long, env = "FLOTILLA_SIMULATE", default_value_t = 0)]
     simulate: usize,
+    /// Local mode: register these things at start-up (comma-separated), e.g. `iot-jobs-thing`
+    /// for the seed's device.py.
+    #[arg(long, env = "FLOTILLA_REGISTER_THINGS", value_delimiter = ',')]
+    register_thing: Vec<String>,
     /// AWS region (local mode uses it in ARNs too).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
@@ -102,6 +106,7 @@ pub fn main() -> anyhow::Result<()> {
                             mqtt_listen: args.mqtt_listen,
                             engine_listen: args.engine_listen,
                             simulate: args.simulate,
+                            register: args.register_thing,
                         },
                         Iot::Aws => IotMode::Aws {
                             iot_endpoint: args.iot_endpoint,

@@ -106,6 +106,8 @@ fn demo(args: &[String]) -> Result<()> {
             "local",
             "--simulate",
             "100",
+            "--register-thing",
+            "iot-jobs-thing",
             "--static-dir",
             "static",
         ])

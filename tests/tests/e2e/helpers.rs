@@ -74,6 +74,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(devices: usize) -> Self {
+        Self::start_with(devices, &[]).await
+    }
+
+    /// Starts with `devices` simulated devices and `things` registered (no agent for them).
+    pub async fn start_with(devices: usize, things: &[&str]) -> Self {
         let db = TestDb::create().await;
         let loopback = "127.0.0.1:0".parse().expect("address");
         let server = app::start(ServeConfig {
@@ -83,6 +88,7 @@ impl TestApp {
                 mqtt_listen: loopback,
                 engine_listen: loopback,
                 simulate: devices,
+                register: things.iter().map(|t| (*t).to_owned()).collect(),
             },
             region: "us-east-1".into(),
             static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
@@ -139,26 +145,6 @@ fn database_name_is_replaced() {
         "postgres://u@h:1/x?host=/tmp"
     );
     assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-}
-
-/// Registers a thing directly in the engine's table, as CreateThing would.
-///
-/// Test fixture setup only: the HTTP API cannot create things yet, and the engine's control
-/// plane is reached only through the server's own `Iot` client, which tests cannot get at.
-/// The engine reads `engine.things` on every device connect and job target lookup, so a row
-/// written here is a registered thing to both.
-pub async fn register_thing(app: &TestApp, name: &str) {
-    let mut conn = sqlx::PgConnection::connect(&app.db.url)
-        .await
-        .expect("connecting to the test database");
-    sqlx::query(
-        "insert into engine.things (thing_name, thing_id, attributes) values ($1, $2, '{}')",
-    )
-    .bind(name)
-    .bind(uuid::Uuid::new_v4())
-    .execute(&mut conn)
-    .await
-    .expect("registering the thing");
 }
 
 /// A minimal HTTP/1.1 file server on loopback: `GET /{name}` answers the file's bytes, anything

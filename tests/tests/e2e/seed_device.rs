@@ -11,9 +11,7 @@ use flotilla_api::{JobDetail, JobStatus};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{
-    DeviceProgram, TestApp, device_python, eventually, register_thing, serve_files,
-};
+use crate::helpers::{DeviceProgram, TestApp, device_python, eventually, serve_files};
 
 /// The thing name `device.py` uses as its MQTT client id.
 const THING: &str = "iot-jobs-thing";
@@ -22,8 +20,7 @@ const THING: &str = "iot-jobs-thing";
 async fn start_with_seed_device() -> (TestApp, DeviceProgram) {
     // Fails at once, before a database is made, when the Python to run it with is missing.
     device_python();
-    let app = TestApp::start(0).await;
-    register_thing(&app, THING).await;
+    let app = TestApp::start_with(0, &[THING]).await;
     let mut device = DeviceProgram::spawn(&app, "device.py");
     device
         .wait_for_line("Device waiting for job", Duration::from_secs(30))
