@@ -109,6 +109,17 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /api/v1/jobs/{job_id}`; `None` until the job exists (for use in [`eventually`]).
+    pub async fn job(&self, job_id: &str) -> Option<flotilla_api::JobDetail> {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/v1/jobs/{job_id}")))
+            .send()
+            .await
+            .ok()?;
+        response.error_for_status().ok()?.json().await.ok()
+    }
+
     pub async fn stop(self) {
         self.server.shutdown().await;
         self.db.drop_database().await;

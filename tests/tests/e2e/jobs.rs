@@ -35,15 +35,7 @@ async fn simulated_devices_finish_a_job_created_through_the_api() {
         "all 5 executions SUCCEEDED and the job COMPLETED",
         Duration::from_secs(60),
         || async {
-            let detail: JobDetail = app
-                .http
-                .get(app.url("/api/v1/jobs/e2e-first-job"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let detail = app.job("e2e-first-job").await?;
             (detail.job.status == JobStatus::Completed && detail.job.counts.succeeded == 5)
                 .then_some(detail)
         },

@@ -55,15 +55,7 @@ async fn wait_until_completed(app: &TestApp, job_id: &str, status: &str) -> JobD
         &format!("job {job_id} COMPLETED with its execution {status}"),
         Duration::from_secs(60),
         || async {
-            let detail: JobDetail = app
-                .http
-                .get(app.url(&format!("/api/v1/jobs/{job_id}")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let detail = app.job(job_id).await?;
             (detail.job.status == JobStatus::Completed
                 && detail.executions.iter().any(|e| e.status == status))
             .then_some(detail)
