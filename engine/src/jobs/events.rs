@@ -45,6 +45,10 @@ pub(super) fn job(jobs: &Jobs, job: &JobRow, operation: &str, counts: &StatusCou
         "createdAt": job.created_at.timestamp_millis(),
         "lastUpdatedAt": job.last_updated_at.timestamp_millis(),
     });
+    // The guide's `deleted` payload carries the job's comment; CancelJob is where it is set.
+    if let Some(comment) = &job.comment {
+        body["comment"] = json!(comment);
+    }
     if let Some(completed) = job.completed_at {
         body["completedAt"] = json!(completed.timestamp_millis());
         body["jobProcessDetails"] = json!({

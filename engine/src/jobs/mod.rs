@@ -6,6 +6,7 @@
 //! `notify`/`notify-next`, `$aws/events/…`) are published after it commits, so a crash can
 //! lose a notification (devices recover by asking) but never leave state half-written.
 
+mod admin;
 mod device;
 mod events;
 
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+pub use admin::{ExecutionDetail, JobFilter, PageToken, check_job_id, check_thing_name};
 
 use crate::EngineConfig;
 use crate::broker::{self, Broker};
@@ -93,6 +96,10 @@ pub struct JobRow {
     pub created_at: DateTime<Utc>,
     pub last_updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Set by CancelJob.
+    pub force_canceled: bool,
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
 }
 
 /// A job execution as stored.
@@ -107,6 +114,8 @@ pub struct ExecutionRow {
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub last_updated_at: DateTime<Utc>,
+    /// Canceled by a CancelJob with force=true.
+    pub force_canceled: bool,
 }
 
 impl ExecutionRow {
@@ -139,9 +148,9 @@ pub struct Jobs {
 }
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
-     version_number, queued_at, started_at, last_updated_at";
+     version_number, queued_at, started_at, last_updated_at, force_canceled";
 const JOB_COLUMNS: &str = "job_id, description, document, target_selection, status, targets, \
-     config, created_at, last_updated_at, completed_at";
+     config, created_at, last_updated_at, completed_at, force_canceled, reason_code, comment";
 
 impl Jobs {
     pub fn new(pool: PgPool, config: Arc<EngineConfig>, broker: Broker) -> Self {

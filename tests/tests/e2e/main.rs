@@ -2,6 +2,7 @@
 //! devices) on ephemeral ports and its own database, driven through the HTTP API.
 
 mod device_isolation;
+mod engine_api;
 mod helpers;
 mod jobs;
 mod seed_device;
