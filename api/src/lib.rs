@@ -137,6 +137,20 @@ pub struct CreateJob {
     pub document: serde_json::Value,
 }
 
+/// `POST /api/v1/jobs/{job_id}/cancel`: stop a job. QUEUED executions are canceled; with
+/// `force`, IN_PROGRESS ones too (the device is told, but may already be acting on the job).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CancelJob {
+    #[serde(default)]
+    pub force: bool,
+    /// Why, for the audit trail and the job's record (at most 2028 characters).
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// A machine-readable reason, `[\p{Upper}\p{Digit}_]+`, at most 128 characters.
+    #[serde(default)]
+    pub reason_code: Option<String>,
+}
+
 /// Every error the API returns has this body, with an HTTP status that matches `code`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

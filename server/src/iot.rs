@@ -17,6 +17,9 @@ pub enum IotError {
     AlreadyExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// The resource is in a state that does not allow the operation.
+    #[error("{0}")]
+    Conflict(String),
     /// Throttling, an outage, or anything else not caused by the request.
     #[error("AWS IoT call failed: {0}")]
     Upstream(String),
@@ -37,6 +40,9 @@ impl IotError {
             "ResourceNotFoundException" => Self::NotFound(message),
             "ResourceAlreadyExistsException" => Self::AlreadyExists(message),
             "InvalidRequestException" => Self::Invalid(message),
+            "InvalidStateTransitionException" | "VersionConflictException" => {
+                Self::Conflict(message)
+            }
             _ => Self::Upstream(format!("{code} {message}").trim().to_owned()),
         }
     }
@@ -135,6 +141,38 @@ impl Iot {
             .set_targets(Some(targets))
             .document(document)
             .set_description(description)
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?;
+        Ok(())
+    }
+
+    /// CancelJob.
+    pub async fn cancel_job(
+        &self,
+        job_id: &str,
+        force: bool,
+        comment: Option<String>,
+        reason_code: Option<String>,
+    ) -> Result<(), IotError> {
+        self.client
+            .cancel_job()
+            .job_id(job_id)
+            .force(force)
+            .set_comment(comment)
+            .set_reason_code(reason_code)
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?;
+        Ok(())
+    }
+
+    /// DeleteJob.
+    pub async fn delete_job(&self, job_id: &str, force: bool) -> Result<(), IotError> {
+        self.client
+            .delete_job()
+            .job_id(job_id)
+            .force(force)
             .send()
             .await
             .map_err(IotError::from_sdk)?;

@@ -157,6 +157,15 @@ impl Projection {
         Ok(())
     }
 
+    /// Forgets a job that IoT deleted.
+    pub async fn forget(&self, job_id: &str) -> sqlx::Result<()> {
+        sqlx::query("delete from server.jobs where job_id = $1")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The newest jobs first.
     pub async fn list_jobs(&self, limit: i64) -> sqlx::Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(&format!(

@@ -45,7 +45,9 @@ impl From<IotError> for ApiError {
     fn from(error: IotError) -> Self {
         match error {
             IotError::NotFound(message) => Self::NotFound(message),
-            IotError::AlreadyExists(message) => Self::Conflict(message),
+            IotError::AlreadyExists(message) | IotError::Conflict(message) => {
+                Self::Conflict(message)
+            }
             IotError::Invalid(message) => Self::Invalid {
                 message,
                 fields: Vec::new(),

@@ -1,11 +1,11 @@
-//! `/api/v1/jobs`: create, list and read jobs.
+//! `/api/v1/jobs`: create, list, read, cancel and delete jobs.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra_json::ApiJson;
-use flotilla_api::{CreateJob, JobDetail, JobList};
+use flotilla_api::{CancelJob, CreateJob, JobDetail, JobList};
 
 use super::ApiError;
 use crate::app::AppState;
@@ -13,7 +13,8 @@ use crate::app::AppState;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", get(list).post(create))
-        .route("/jobs/{job_id}", get(detail))
+        .route("/jobs/{job_id}", get(detail).delete(delete))
+        .route("/jobs/{job_id}/cancel", axum::routing::post(cancel))
 }
 
 /// The JSON extractor whose rejections use the API's error shape.
@@ -101,21 +102,75 @@ async fn create(
             crate::iot::IotError::NotFound(message) => ApiError::field("things", message),
             other => other.into(),
         })?;
+    Ok((StatusCode::CREATED, Json(refreshed(&state, &job_id).await?)))
+}
+
+/// Re-reads a job from IoT after changing it, so the answer shows the change.
+async fn refreshed(state: &AppState, job_id: &str) -> Result<JobDetail, ApiError> {
     state
         .projection
-        .refresh(&job_id)
+        .refresh(job_id)
         .await
         .map_err(|error| match error {
             crate::projection::RefreshError::Iot(e) => ApiError::from(e),
             crate::projection::RefreshError::Database(e) => ApiError::Database(e),
         })?;
-    let _ = state.changed.send(job_id.clone());
-    let detail = state
+    // Devices keep reporting after the change; the refresher follows the job from here.
+    let _ = state.changed.send(job_id.to_owned());
+    state
         .projection
-        .job(&job_id)
+        .job(job_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {job_id}")))?;
-    Ok((StatusCode::CREATED, Json(detail)))
+        .ok_or_else(|| ApiError::NotFound(format!("no job {job_id:?}")))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    ApiJson(request): ApiJson<CancelJob>,
+) -> Result<Json<JobDetail>, ApiError> {
+    if request
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 2028)
+    {
+        return Err(ApiError::field(
+            "comment",
+            "must be at most 2028 characters",
+        ));
+    }
+    if let Some(code) = &request.reason_code
+        && !((1..=128).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(ApiError::field(
+            "reason_code",
+            "must be 1-128 of A-Z, 0-9 and '_'",
+        ));
+    }
+    state
+        .iot
+        .cancel_job(&job_id, request.force, request.comment, request.reason_code)
+        .await?;
+    Ok(Json(refreshed(&state, &job_id).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    state.iot.delete_job(&job_id, query.force).await?;
+    state.projection.forget(&job_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {

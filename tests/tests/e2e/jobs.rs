@@ -151,3 +151,80 @@ async fn bad_job_requests_get_clear_errors_and_change_nothing() {
 
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_can_be_force_canceled_and_deleted() {
+    let app = TestApp::start(2).await;
+    let post = |path: &str, body: serde_json::Value| {
+        let request = app.http.post(app.url(path)).json(&body);
+        async move { request.send().await.expect("POST") }
+    };
+    let created = post(
+        "/api/v1/jobs",
+        json!({
+            "job_id": "long-install",
+            "things": ["sim-0001", "sim-0002"],
+            "document": { "simulate": { "duration_ms": 600_000 } },
+        }),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    eventually(
+        "both devices working on the job",
+        Duration::from_secs(30),
+        || async {
+            let detail = app.job("long-install").await?;
+            (detail.job.counts.in_progress == 2).then_some(())
+        },
+    )
+    .await;
+
+    // An invalid reason code changes nothing.
+    let bad = post(
+        "/api/v1/jobs/long-install/cancel",
+        json!({ "reason_code": "not valid" }),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.job("long-install").await.unwrap().job.status,
+        JobStatus::InProgress
+    );
+
+    // A running job cannot be deleted without force.
+    let refused = app
+        .http
+        .delete(app.url("/api/v1/jobs/long-install"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+
+    let canceled = post(
+        "/api/v1/jobs/long-install/cancel",
+        json!({ "force": true, "comment": "wrong build", "reason_code": "BAD_BUILD" }),
+    )
+    .await;
+    assert_eq!(canceled.status(), StatusCode::OK);
+    let detail: JobDetail = canceled.json().await.unwrap();
+    assert_eq!(detail.job.status, JobStatus::Canceled);
+    assert_eq!(detail.job.counts.canceled, 2, "{:?}", detail.job.counts);
+    assert!(detail.executions.iter().all(|e| e.status == "CANCELED"));
+
+    let deleted = app
+        .http
+        .delete(app.url("/api/v1/jobs/long-install"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = app
+        .http
+        .get(app.url("/api/v1/jobs/long-install"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+
+    app.stop().await;
+}
