@@ -181,11 +181,7 @@ async fn create_job(
             config,
         })
         .await?;
-    Ok(Json(json!({
-        "jobArn": state.jobs.arns.job(&job.job_id),
-        "jobId": job.job_id,
-        "description": job.description,
-    })))
+    Ok(Json(job_reference(&state, &job)))
 }
 
 async fn describe_job(
@@ -305,11 +301,7 @@ async fn cancel_job(
         .jobs
         .cancel_job(&job_id, force, request.reason_code, request.comment)
         .await?;
-    Ok(Json(json!({
-        "jobArn": state.jobs.arns.job(&job.job_id),
-        "jobId": job.job_id,
-        "description": job.description,
-    })))
+    Ok(Json(job_reference(&state, &job)))
 }
 
 /// DeleteJob has no output; an empty 200 is what the SDK expects.
@@ -451,4 +443,13 @@ async fn list_job_executions_for_thing(
         output["nextToken"] = json!(token);
     }
     Ok(Json(output))
+}
+
+/// The output of CreateJob and CancelJob.
+fn job_reference(state: &ControlState, job: &JobRow) -> Value {
+    json!({
+        "jobArn": state.jobs.arns.job(&job.job_id),
+        "jobId": job.job_id,
+        "description": job.description,
+    })
 }

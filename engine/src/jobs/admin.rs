@@ -162,13 +162,7 @@ impl Jobs {
             check_comment(comment)?;
         }
         let mut tx = self.pool.begin().await?;
-        let job: JobRow = sqlx::query_as(&format!(
-            "select {JOB_COLUMNS} from engine.jobs where job_id = $1 for update"
-        ))
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ServiceError::not_found(format!("Job {job_id} not found")))?;
+        let job = lock_job(&mut tx, job_id).await?;
         // The model lists no InvalidStateTransitionException for CancelJob, so a job that
         // cannot be canceled is an InvalidRequestException.
         match (job.status.as_str(), force) {
@@ -242,13 +236,7 @@ impl Jobs {
     pub async fn delete_job(&self, job_id: &str, force: bool) -> Result<()> {
         check_job_id(job_id)?;
         let mut tx = self.pool.begin().await?;
-        let job: JobRow = sqlx::query_as(&format!(
-            "select {JOB_COLUMNS} from engine.jobs where job_id = $1 for update"
-        ))
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ServiceError::not_found(format!("Job {job_id} not found")))?;
+        let job = lock_job(&mut tx, job_id).await?;
         let things = self
             .lock_executions(&mut tx, job_id, &["QUEUED", "IN_PROGRESS"])
             .await?;
@@ -432,6 +420,19 @@ async fn counts_in(executor: impl sqlx::PgExecutor<'_>, job_id: &str) -> Result<
         .into_iter()
         .filter_map(|(status, n)| Some((ExecutionStatus::parse(&status)?, n)))
         .collect())
+}
+
+/// Reads a job and locks its row for the rest of the transaction. Operations that change a
+/// job and its executions lock the job first, as the device update path does, so they never
+/// deadlock with it.
+async fn lock_job(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<JobRow> {
+    sqlx::query_as(&format!(
+        "select {JOB_COLUMNS} from engine.jobs where job_id = $1 for update"
+    ))
+    .bind(job_id)
+    .fetch_optional(tx)
+    .await?
+    .ok_or_else(|| ServiceError::not_found(format!("Job {job_id} not found")))
 }
 
 #[cfg(test)]
