@@ -89,6 +89,12 @@ impl RunningEngine {
             shutdown.clone(),
         )));
 
+        let sweeper = jobs.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(
+            async move { sweeper.run_timeouts(stop).await },
+        ));
+
         let router = control::router(control::ControlState {
             jobs: jobs.clone(),
             config,

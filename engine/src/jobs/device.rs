@@ -563,19 +563,8 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
     .fetch_one(&mut *tx)
     .await
     .map_err(db)?;
-    let completed: Option<super::JobRow> = if status.is_terminal() {
-        sqlx::query_as(&format!(
-            "update engine.jobs set status = 'COMPLETED', completed_at = now(), last_updated_at = now()
-             where job_id = $1 and status = 'IN_PROGRESS' and target_selection = 'SNAPSHOT'
-               and not exists (select 1 from engine.job_executions
-                               where job_id = $1 and status in ('QUEUED', 'IN_PROGRESS'))
-             returning {}",
-            super::JOB_COLUMNS
-        ))
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
+    let completed = if status.is_terminal() {
+        super::complete_if_done(&mut tx, job_id).await?
     } else {
         None
     };
@@ -587,9 +576,7 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
             .await;
     }
     if let Some(job) = completed {
-        let counts = jobs.counts(&job.job_id).await.unwrap_or_default();
-        events::job(jobs, &job, "completed", &counts);
-        tracing::info!(job.id = %job.job_id, "job {} completed", job.job_id);
+        jobs.announce_completed(&job).await;
     }
 
     let mut body = Map::new();

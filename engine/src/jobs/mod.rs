@@ -9,6 +9,7 @@
 mod admin;
 mod device;
 mod events;
+mod timeouts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -463,6 +464,31 @@ impl Jobs {
         rows.into_iter()
             .map(|(id, doc)| (id, serde_json::from_str(&doc).unwrap_or(Value::Null)))
             .collect()
+    }
+}
+
+/// Marks a SNAPSHOT job COMPLETED once none of its executions is QUEUED or IN_PROGRESS, and
+/// returns it if this call completed it. The caller holds the job's row lock, so of several
+/// executions finishing at once exactly one completes the job.
+async fn complete_if_done(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<Option<JobRow>> {
+    Ok(sqlx::query_as(&format!(
+        "update engine.jobs set status = 'COMPLETED', completed_at = now(), last_updated_at = now()
+         where job_id = $1 and status = 'IN_PROGRESS' and target_selection = 'SNAPSHOT'
+           and not exists (select 1 from engine.job_executions
+                           where job_id = $1 and status in ('QUEUED', 'IN_PROGRESS'))
+         returning {JOB_COLUMNS}"
+    ))
+    .bind(job_id)
+    .fetch_optional(tx)
+    .await?)
+}
+
+impl Jobs {
+    /// Publishes `$aws/events/job/{jobId}/completed` for a job that just completed.
+    async fn announce_completed(&self, job: &JobRow) {
+        let counts = self.counts(&job.job_id).await.unwrap_or_default();
+        events::job(self, job, "completed", &counts);
+        tracing::info!(job.id = %job.job_id, "job {} completed", job.job_id);
     }
 }
 

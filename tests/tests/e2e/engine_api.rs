@@ -499,3 +499,50 @@ async fn invalid_inputs_are_invalid_request_exceptions() {
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_past_its_step_timeout_times_out_and_completes_the_job() {
+    let engine = Engine::start().await;
+    engine
+        .iot
+        .create_thing()
+        .thing_name("slow")
+        .send()
+        .await
+        .expect("CreateThing");
+    engine
+        .create_job("job-slow", r#"{"operation":"install"}"#, &["slow"])
+        .await;
+
+    let mut messages = engine.watch(&["$aws/events/#"]).await;
+    // The device took the job with a step timeout that has now passed (set in SQL, as waiting
+    // out the one-minute minimum would make the test slow).
+    sqlx::query(
+        "update engine.job_executions set status = 'IN_PROGRESS', started_at = now(),
+             step_timeout_at = now() - interval '1 second'
+         where job_id = 'job-slow' and thing_name = 'slow'",
+    )
+    .execute(&engine.pool)
+    .await
+    .expect("starting the execution");
+
+    let topics: Vec<String> = received(&mut messages, 2)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "$aws/events/jobExecution/job-slow/timed_out",
+            "$aws/events/job/job-slow/completed"
+        ]
+    );
+    let job = engine.describe_job("job-slow").await;
+    assert_eq!(job.status, Some(JobStatus::Completed));
+    let details = job.job_process_details.expect("process details");
+    assert_eq!(details.number_of_timed_out_things, Some(1));
+    assert_eq!(details.number_of_in_progress_things, Some(0));
+
+    engine.stop().await;
+}
