@@ -229,6 +229,12 @@ impl Broker {
             Ok(Err(error)) => return Err(error),
             Err(_) => anyhow::bail!("no CONNECT within {CONNECT_TIMEOUT:?}"),
         };
+        if connect.protocol != mqttbytes::Protocol::V4 {
+            // This listener speaks MQTT 3.1.1; say so rather than misread a v5 CONNECT.
+            let refused = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false);
+            write_packet(&mut writer, &Packet::ConnAck(refused)).await?;
+            anyhow::bail!("refused an MQTT 5 CONNECT");
+        }
         let (username, password) = match connect.login {
             Some(login) => (Some(login.username), Some(login.password)),
             None => (None, None),
