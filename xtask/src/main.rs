@@ -86,6 +86,10 @@ fn cargo(root: &Path) -> Command {
 
 /// `cargo xtask demo [serve flags…]`: Flotilla in local mode with 100 simulated devices.
 fn demo(args: &[String]) -> Result<()> {
+    // Ctrl-C reaches every process of the terminal's group: the build or the server stops, and
+    // this process, which only notes it, returns normally so that dropping `postgres` stops
+    // the cluster it started.
+    ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
     let root = workspace_root();
     let target = target_dir(&root);
     frontend::build(&root)?;
@@ -93,9 +97,6 @@ fn demo(args: &[String]) -> Result<()> {
     let database_url = postgres.ensure_database("flotilla")?;
     run(cargo(&root).args(["build", "--package", "flotilla-server", "--bin", "flotilla"]))?;
 
-    // Ctrl-C reaches the server too (same process group); we wait for it to stop, then stop
-    // PostgreSQL when `postgres` is dropped.
-    ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
     let mut serve = Command::new(target.join("debug/flotilla"));
     serve
         .current_dir(&root)
