@@ -236,34 +236,18 @@ async fn describe_job(
     Ok(Json(output))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListQuery {
-    status: Option<String>,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-}
-
 async fn list_job_executions_for_job(
     State(state): State<ControlState>,
     Path(job_id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<QueryMap>,
 ) -> Result<Json<Value>, AwsError> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            ExecutionStatus::parse(s)
-                .ok_or_else(|| AwsError::invalid(format!("unknown status {s:?}")))?,
-        ),
-    };
-    let limit = query.max_results.unwrap_or(100);
-    if !(1..=250).contains(&limit) {
-        return Err(AwsError::invalid("maxResults must be between 1 and 250"));
-    }
+    let status = execution_status(&query)?;
+    let limit = max_results(&query)?;
+    let after = query.get("nextToken").map(String::as_str);
     // One more than asked tells whether another page follows.
     let mut rows = state
         .jobs
-        .executions_for_job(&job_id, status, limit + 1, query.next_token.as_deref())
+        .executions_for_job(&job_id, status, limit + 1, after)
         .await?;
     let next_token = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
