@@ -6,3 +6,4 @@ mod engine_api;
 mod helpers;
 mod jobs;
 mod seed_device;
+mod test_engine;

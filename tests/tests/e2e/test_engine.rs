@@ -1,0 +1,178 @@
+//! An engine of its own for one test: a fresh database, the control plane and the broker on
+//! ephemeral ports, an `aws-sdk-iot` client signed with the engine's key, and a service-identity
+//! MQTT watcher for event topics.
+
+use std::time::Duration;
+
+use aws_sdk_iot::error::ProvideErrorMetadata;
+use flotilla_engine::{EngineConfig, RunningEngine};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::helpers::TestDb;
+
+pub const REGION: &str = "us-east-1";
+
+pub struct TestEngine {
+    pub engine: RunningEngine,
+    pub iot: aws_sdk_iot::Client,
+    pub pool: sqlx::PgPool,
+    pub db: TestDb,
+}
+
+impl TestEngine {
+    pub async fn start() -> Self {
+        let db = TestDb::create().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connecting");
+        flotilla_server::db::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrating");
+        let config = EngineConfig {
+            region: REGION.into(),
+            account_id: "000000000000".into(),
+            access_key_id: "FLOTILLATEST".into(),
+            secret_access_key: "engine-api-test-secret".into(),
+            service_username: "service".into(),
+            service_password: "service-password".into(),
+        };
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let engine = RunningEngine::start(pool.clone(), config.clone(), http, mqtt)
+            .await
+            .expect("starting the engine");
+        let credentials = aws_credential_types::Credentials::new(
+            config.access_key_id,
+            config.secret_access_key,
+            None,
+            None,
+            "engine-api-test",
+        );
+        let sdk = aws_sdk_iot::Config::builder()
+            .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
+            .region(aws_sdk_iot::config::Region::new(REGION))
+            .credentials_provider(credentials)
+            .endpoint_url(format!("http://{}", engine.http_addr))
+            .build();
+        Self {
+            engine,
+            iot: aws_sdk_iot::Client::from_conf(sdk),
+            pool,
+            db,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.engine.shutdown().await;
+        self.pool.close().await;
+        self.db.drop_database().await;
+    }
+
+    /// Subscribes as the service identity to `filters` and forwards each message received.
+    pub async fn watch(&self, filters: &[&str]) -> mpsc::UnboundedReceiver<(String, Value)> {
+        let addr = self.engine.mqtt_addr;
+        let mut options =
+            MqttOptions::new("engine-api-watcher", addr.ip().to_string(), addr.port());
+        options.set_credentials("service", "service-password");
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        client
+            .subscribe_many(
+                filters
+                    .iter()
+                    .map(|f| SubscribeFilter::new((*f).to_owned(), QoS::AtLeastOnce)),
+            )
+            .await
+            .expect("subscribing");
+        // Subscribed once the SubAck arrives; messages only count from then on.
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+                .await
+                .expect("the broker answers")
+                .expect("the service connects");
+            if let Event::Incoming(Packet::SubAck(_)) = event {
+                break;
+            }
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _client = client;
+            while let Ok(event) = eventloop.poll().await {
+                if let Event::Incoming(Packet::Publish(publish)) = event {
+                    let payload = serde_json::from_slice(&publish.payload).unwrap_or(Value::Null);
+                    if sender.send((publish.topic, payload)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        receiver
+    }
+
+    pub fn thing_arn(&self, name: &str) -> String {
+        format!("arn:aws:iot:{REGION}:000000000000:thing/{name}")
+    }
+
+    pub async fn create_job(&self, job_id: &str, document: &str, things: &[&str]) {
+        self.iot
+            .create_job()
+            .job_id(job_id)
+            .document(document)
+            .description(format!("{job_id} description"))
+            .set_targets(Some(things.iter().map(|t| self.thing_arn(t)).collect()))
+            .send()
+            .await
+            .expect("CreateJob");
+    }
+
+    pub async fn describe_job(&self, job_id: &str) -> aws_sdk_iot::types::Job {
+        self.iot
+            .describe_job()
+            .job_id(job_id)
+            .send()
+            .await
+            .expect("DescribeJob")
+            .job
+            .expect("a job")
+    }
+
+    pub async fn execution(&self, thing: &str, job_id: &str) -> aws_sdk_iot::types::JobExecution {
+        self.iot
+            .describe_job_execution()
+            .thing_name(thing)
+            .job_id(job_id)
+            .send()
+            .await
+            .expect("DescribeJobExecution")
+            .execution
+            .expect("an execution")
+    }
+}
+
+/// The next `count` messages, or fewer if 10 s pass first.
+pub async fn received(
+    receiver: &mut mpsc::UnboundedReceiver<(String, Value)>,
+    count: usize,
+) -> Vec<(String, Value)> {
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while messages.len() < count {
+        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            Ok(Some(message)) => messages.push(message),
+            _ => break,
+        }
+    }
+    messages
+}
+
+/// The error code of a failed SDK call.
+pub fn code<E: ProvideErrorMetadata, R>(
+    result: Result<impl std::fmt::Debug, aws_sdk_iot::error::SdkError<E, R>>,
+) -> String
+where
+    aws_sdk_iot::error::SdkError<E, R>: ProvideErrorMetadata,
+{
+    let error = result.expect_err("the call must fail");
+    error.code().unwrap_or("<no code>").to_owned()
+}
