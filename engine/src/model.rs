@@ -116,6 +116,10 @@ impl Arns {
         format!("{}job/{id}", self.prefix())
     }
 
+    pub fn job_template(&self, id: &str) -> String {
+        format!("{}jobtemplate/{id}", self.prefix())
+    }
+
     /// Parses a job target; `None` for anything that is not a thing or thing group of this
     /// account and region.
     pub fn parse_target(&self, arn: &str) -> Option<Target> {

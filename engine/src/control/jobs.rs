@@ -39,7 +39,7 @@ pub(super) fn router() -> Router<ControlState> {
 }
 
 /// The members of a request's query string.
-type QueryMap = HashMap<String, String>;
+pub(super) type QueryMap = HashMap<String, String>;
 
 fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
     match query.get(name).map(String::as_str) {
@@ -64,7 +64,7 @@ fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
 }
 
 /// `maxResults` (AWS's `LaserMaxResults`: 1-250); AWS documents no default, 100 is ours.
-fn max_results(query: &QueryMap) -> Result<i64, AwsError> {
+pub(super) fn max_results(query: &QueryMap) -> Result<i64, AwsError> {
     let limit = query_long(query, "maxResults")?.unwrap_or(100);
     if (1..=250).contains(&limit) {
         Ok(limit)
@@ -75,7 +75,7 @@ fn max_results(query: &QueryMap) -> Result<i64, AwsError> {
     }
 }
 
-fn next_token(query: &QueryMap) -> Result<Option<PageToken>, AwsError> {
+pub(super) fn next_token(query: &QueryMap) -> Result<Option<PageToken>, AwsError> {
     Ok(query
         .get("nextToken")
         .map(|token| PageToken::decode(token))
@@ -105,7 +105,11 @@ fn refuse_namespace(query: &QueryMap) -> Result<(), AwsError> {
 
 /// Keeps the first `limit` of `rows` (fetched one more than asked, which tells whether
 /// another page follows) and returns the token of the next page.
-fn page<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> PageToken) -> Option<String> {
+pub(super) fn page<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    token: impl Fn(&T) -> PageToken,
+) -> Option<String> {
     if rows.len() as i64 <= limit {
         return None;
     }
@@ -170,6 +174,11 @@ async fn create_job(
             config.insert((*name).to_owned(), value);
         }
     }
+    let mut document = document;
+    state
+        .jobs
+        .apply_template(&mut document, &mut config)
+        .await?;
     let job = state
         .jobs
         .create_job(NewJob {
@@ -351,16 +360,24 @@ async fn list_jobs(
     Ok(Json(output))
 }
 
-/// GetJobDocument. The engine does no substitution, so `beforeSubstitution` changes nothing.
+/// GetJobDocument: with `beforeSubstitution`, a job made from a managed template shows the
+/// template's `${aws:iot:parameter:…}` placeholders instead of the values filled in.
 async fn get_job_document(
     State(state): State<ControlState>,
     Path(job_id): Path<String>,
     Query(query): Query<QueryMap>,
 ) -> Result<Json<Value>, AwsError> {
-    query_bool(&query, "beforeSubstitution")?;
+    let before_substitution = query_bool(&query, "beforeSubstitution")?.unwrap_or(false);
     crate::jobs::check_job_id(&job_id)?;
     let job = state.jobs.job(&job_id).await?;
-    Ok(Json(json!({ "document": job.document })))
+    let document = if before_substitution {
+        state
+            .jobs
+            .document_before_substitution(&job.document, &job.config)
+    } else {
+        &job.document
+    };
+    Ok(Json(json!({ "document": document })))
 }
 
 async fn describe_job_execution(

@@ -10,6 +10,7 @@
 
 mod jobs;
 mod sigv4;
+mod templates;
 mod things;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn router(state: ControlState) -> Router {
     Router::new()
         .merge(things::router())
         .merge(jobs::router())
+        .merge(templates::router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -74,6 +76,7 @@ impl From<ServiceError> for AwsError {
             ErrorKind::ResourceAlreadyExists => {
                 (StatusCode::CONFLICT, "ResourceAlreadyExistsException")
             }
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "ConflictException"),
             ErrorKind::VersionMismatch => (StatusCode::CONFLICT, "VersionConflictException"),
             ErrorKind::InvalidStateTransition => {
                 (StatusCode::CONFLICT, "InvalidStateTransitionException")

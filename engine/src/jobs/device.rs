@@ -28,7 +28,9 @@ enum Code {
 impl From<ErrorKind> for Code {
     fn from(kind: ErrorKind) -> Self {
         match kind {
-            ErrorKind::InvalidRequest | ErrorKind::ResourceAlreadyExists => Code::InvalidRequest,
+            ErrorKind::InvalidRequest | ErrorKind::ResourceAlreadyExists | ErrorKind::Conflict => {
+                Code::InvalidRequest
+            }
             ErrorKind::ResourceNotFound => Code::ResourceNotFound,
             ErrorKind::VersionMismatch => Code::VersionMismatch,
             ErrorKind::InvalidStateTransition => Code::InvalidStateTransition,

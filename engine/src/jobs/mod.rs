@@ -9,6 +9,7 @@
 mod admin;
 mod device;
 mod events;
+pub mod templates;
 mod timeouts;
 
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub enum ErrorKind {
     InvalidRequest,
     ResourceNotFound,
     ResourceAlreadyExists,
+    /// A resource with that id exists (`ConflictException`, used where the model says so
+    /// instead of `ResourceAlreadyExistsException`).
+    Conflict,
     VersionMismatch,
     InvalidStateTransition,
     Internal,
