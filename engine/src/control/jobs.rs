@@ -39,9 +39,9 @@ pub(super) fn router() -> Router<ControlState> {
 }
 
 /// The members of a request's query string.
-type QueryMap = HashMap<String, String>;
+pub(super) type QueryMap = HashMap<String, String>;
 
-fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
+pub(super) fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
     match query.get(name).map(String::as_str) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -52,7 +52,7 @@ fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
     }
 }
 
-fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
+pub(super) fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
     query
         .get(name)
         .map(|value| {
@@ -64,7 +64,7 @@ fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
 }
 
 /// `maxResults` (AWS's `LaserMaxResults`: 1-250); AWS documents no default, 100 is ours.
-fn max_results(query: &QueryMap) -> Result<i64, AwsError> {
+pub(super) fn max_results(query: &QueryMap) -> Result<i64, AwsError> {
     let limit = query_long(query, "maxResults")?.unwrap_or(100);
     if (1..=250).contains(&limit) {
         Ok(limit)
@@ -94,7 +94,7 @@ fn execution_status(query: &QueryMap) -> Result<Option<ExecutionStatus>, AwsErro
 
 /// Namespaces (customer-managed jobs, IoT Greengrass) are not supported: no job can be in
 /// one, so a request naming one is refused rather than answered for the wrong jobs.
-fn refuse_namespace(query: &QueryMap) -> Result<(), AwsError> {
+pub(super) fn refuse_namespace(query: &QueryMap) -> Result<(), AwsError> {
     if query.contains_key("namespaceId") {
         return Err(AwsError::invalid(
             "namespaceId is not supported by the embedded engine yet",
