@@ -18,6 +18,13 @@ const NOT_FOUND: &str = "ResourceNotFoundException";
 const VERSION_CONFLICT: &str = "VersionConflictException";
 const INVALID_TRANSITION: &str = "InvalidStateTransitionException";
 
+/// A thing to create: its name, thing type and attributes.
+type ThingSpec = (
+    &'static str,
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+);
+
 fn group_arn(name: &str) -> String {
     format!("arn:aws:iot:{REGION}:000000000000:thinggroup/{name}")
 }
@@ -128,7 +135,7 @@ async fn next_on(messages: &mut mpsc::UnboundedReceiver<(String, Value)>, topic:
 async fn things_are_listed_updated_and_deleted() {
     let engine = TestEngine::start().await;
     let iot = &engine.iot;
-    let things: [(&str, Option<&str>, &[(&str, &str)]); 5] = [
+    let things: [ThingSpec; 5] = [
         ("d-1", Some("gateway"), &[("site", "berlin"), ("hw", "r1")]),
         ("d-2", None, &[("site", "berlin-2")]),
         ("d-3", None, &[("site", "paris")]),
