@@ -208,3 +208,27 @@ pub(super) async fn reconcile_continuous(
     }
     Ok(reconciled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_into_things_and_groups_once_each() {
+        let arns = Arns {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        };
+        let targets = [
+            arns.thing_group("g-2"),
+            arns.thing("t-1"),
+            arns.thing_group("g-1"),
+            arns.thing("t-1"),
+        ];
+        let parsed = parse(&arns, &targets).expect("valid targets");
+        assert_eq!(parsed.things, ["t-1"]);
+        assert_eq!(parsed.groups, ["g-1", "g-2"]);
+        let foreign = ["arn:aws:iot:eu-west-1:000000000000:thinggroup/g-1".to_owned()];
+        assert!(parse(&arns, &foreign).is_err());
+    }
+}

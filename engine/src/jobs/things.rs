@@ -228,3 +228,36 @@ impl Jobs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn attributes_merge_replace_and_drop_empty_values() {
+        let stored = json!({ "site": "berlin", "hw": "r1" });
+        assert_eq!(
+            updated_attributes(&stored, &update(&[("hw", "r2"), ("site", "")]), true),
+            json!({ "hw": "r2" })
+        );
+        assert_eq!(
+            updated_attributes(&stored, &update(&[("rack", "7"), ("slot", "")]), false),
+            json!({ "rack": "7" })
+        );
+    }
+
+    #[test]
+    fn versions_conflict_only_when_expected_differs() {
+        assert!(check_version("Thing t", None, 3).is_ok());
+        assert!(check_version("Thing t", Some(3), 3).is_ok());
+        let conflict = check_version("Thing t", Some(2), 3).expect_err("a conflict");
+        assert_eq!(conflict.kind, ErrorKind::VersionMismatch);
+    }
+}
