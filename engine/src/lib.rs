@@ -81,6 +81,9 @@ impl RunningEngine {
         let config = Arc::new(config);
         let broker = Broker::new();
         let jobs = Arc::new(Jobs::new(pool, config.clone(), broker.clone()));
+        jobs.load_event_configurations()
+            .await
+            .context("loading the event configuration")?;
 
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(broker.clone().serve(

@@ -112,6 +112,10 @@ impl Arns {
         format!("{}thing/{name}", self.prefix())
     }
 
+    pub fn thing_group(&self, name: &str) -> String {
+        format!("{}thinggroup/{name}", self.prefix())
+    }
+
     pub fn job(&self, id: &str) -> String {
         format!("{}job/{id}", self.prefix())
     }
@@ -162,7 +166,7 @@ mod tests {
             Some(Target::Thing("dev-1".into()))
         );
         assert_eq!(
-            arns.parse_target("arn:aws:iot:us-east-1:000000000000:thinggroup/line-3"),
+            arns.parse_target(&arns.thing_group("line-3")),
             Some(Target::ThingGroup("line-3".into()))
         );
         assert_eq!(

@@ -195,6 +195,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         }
     };
 
+    // Without them the projection would only follow by reconciliation. Not fatal: an AWS
+    // account may deny the permission and still be served, more slowly.
+    if let Err(error) = iot.enable_job_events().await {
+        tracing::warn!(%error, "could not enable the job events: {error}");
+    }
+
     let projection = Projection::new(pool.clone(), iot.clone());
     tasks.push(tokio::spawn(projection::run_refresher(
         projection.clone(),

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_iot::types::{JobExecutionStatus, JobStatus};
+use aws_sdk_iot::types::{Configuration, EventType, JobExecutionStatus, JobStatus};
 use chrono::{DateTime, Utc};
 use flotilla_api::ExecutionCounts;
 
@@ -92,6 +92,21 @@ impl Iot {
             client,
             arn_prefix: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Enables the job and job-execution events the event subscriber relies on
+    /// (UpdateEventConfigurations): AWS IoT, and the engine like it, publishes none until the
+    /// account enables them. Other event types are left as they are.
+    pub async fn enable_job_events(&self) -> Result<(), IotError> {
+        let enabled = Configuration::builder().enabled(true).build();
+        self.client
+            .update_event_configurations()
+            .event_configurations(EventType::Job, enabled.clone())
+            .event_configurations(EventType::JobExecution, enabled)
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?;
+        Ok(())
     }
 
     /// CreateThing (idempotent for identical attributes).

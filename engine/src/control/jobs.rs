@@ -41,7 +41,7 @@ pub(super) fn router() -> Router<ControlState> {
 /// The members of a request's query string.
 pub(super) type QueryMap = HashMap<String, String>;
 
-fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
+pub(super) fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
     match query.get(name).map(String::as_str) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -52,7 +52,7 @@ fn query_bool(query: &QueryMap, name: &str) -> Result<Option<bool>, AwsError> {
     }
 }
 
-fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
+pub(super) fn query_long(query: &QueryMap, name: &str) -> Result<Option<i64>, AwsError> {
     query
         .get(name)
         .map(|value| {
@@ -94,7 +94,7 @@ fn execution_status(query: &QueryMap) -> Result<Option<ExecutionStatus>, AwsErro
 
 /// Namespaces (customer-managed jobs, IoT Greengrass) are not supported: no job can be in
 /// one, so a request naming one is refused rather than answered for the wrong jobs.
-fn refuse_namespace(query: &QueryMap) -> Result<(), AwsError> {
+pub(super) fn refuse_namespace(query: &QueryMap) -> Result<(), AwsError> {
     if query.contains_key("namespaceId") {
         return Err(AwsError::invalid(
             "namespaceId is not supported by the embedded engine yet",

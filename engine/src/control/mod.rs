@@ -8,6 +8,9 @@
 //! Every request must carry a valid AWS Signature Version 4 for the configured access key,
 //! region and the `iot` service ([`sigv4`]).
 
+mod event_config;
+mod executions;
+mod groups;
 mod jobs;
 mod sigv4;
 mod templates;
@@ -42,6 +45,9 @@ pub fn router(state: ControlState) -> Router {
         .merge(things::router())
         .merge(jobs::router())
         .merge(templates::router())
+        .merge(groups::router())
+        .merge(executions::router())
+        .merge(event_config::router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -107,6 +113,38 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, AwsError> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     serde_json::from_slice(bytes)
         .map_err(|error| AwsError::invalid(format!("invalid request body: {error}")))
+}
+
+/// The `nextToken` of a listing in name order: the page's last name, opaque to callers so
+/// its format can change.
+pub(crate) fn name_token(name: &str) -> String {
+    hex::encode(name)
+}
+
+/// The name a `nextToken` from [`name_token`] continues after.
+pub(crate) fn after_name(token: Option<&String>) -> Result<Option<String>, AwsError> {
+    token
+        .map(|token| {
+            hex::decode(token)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| AwsError::invalid("nextToken is not a token this API returned"))
+        })
+        .transpose()
+}
+
+/// Keeps the first `limit` of `rows` (fetched one more than asked, which tells whether
+/// another page follows) and returns the `nextToken` of the next page.
+pub(crate) fn name_page<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    name: impl Fn(&T) -> &str,
+) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|row| name_token(name(row)))
 }
 
 /// Epoch seconds with milliseconds, as restJson1 encodes timestamps.

@@ -385,7 +385,7 @@ impl Jobs {
     }
 
     /// Each thing's next pending job, to tell afterwards whose next job changed.
-    async fn next_pending(
+    pub(super) async fn next_pending(
         &self,
         tx: &mut sqlx::PgConnection,
         things: &[String],
@@ -400,7 +400,11 @@ impl Jobs {
 
     /// `notify` to each of `things` and `notify-next` where the next job is no longer the one
     /// in `before`.
-    async fn announce_changed(&self, things: &[String], before: HashMap<String, String>) {
+    pub(super) async fn announce_changed(
+        &self,
+        things: &[String],
+        before: HashMap<String, String>,
+    ) {
         self.announce_pending(things, &|thing, next| {
             before.get(thing).map(String::as_str) != next
         })
@@ -425,7 +429,7 @@ async fn counts_in(executor: impl sqlx::PgExecutor<'_>, job_id: &str) -> Result<
 /// Reads a job and locks its row for the rest of the transaction. Operations that change a
 /// job and its executions lock the job first, as the device update path does, so they never
 /// deadlock with it.
-async fn lock_job(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<JobRow> {
+pub(super) async fn lock_job(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<JobRow> {
     sqlx::query_as(&format!(
         "select {JOB_COLUMNS} from engine.jobs where job_id = $1 for update"
     ))

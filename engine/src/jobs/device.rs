@@ -199,13 +199,14 @@ fn reply(
 
 /// Checks statusDetails against AWS's limits: at most 10 entries (the guide's documented
 /// quota), keys `[a-zA-Z0-9:_-]{1,128}`, values 1–1024 printable characters.
-fn check_status_details(details: &Option<HashMap<String, String>>) -> Result<(), Rejection> {
+pub(super) fn check_status_details(
+    details: &Option<HashMap<String, String>>,
+) -> Result<(), ServiceError> {
     let Some(details) = details else {
         return Ok(());
     };
     if details.len() > 10 {
-        return Err(Rejection::new(
-            Code::InvalidRequest,
+        return Err(ServiceError::invalid(
             "statusDetails has more than 10 entries",
         ));
     }
@@ -217,12 +218,9 @@ fn check_status_details(details: &Option<HashMap<String, String>>) -> Result<(),
         let value_ok =
             (1..=1024).contains(&value.chars().count()) && !value.chars().any(char::is_control);
         if !key_ok || !value_ok {
-            return Err(Rejection::new(
-                Code::InvalidRequest,
-                format!(
-                    "statusDetails entry {key:?} is invalid: keys are 1-128 of [a-zA-Z0-9:_-], values 1-1024 printable characters"
-                ),
-            ));
+            return Err(ServiceError::invalid(format!(
+                "statusDetails entry {key:?} is invalid: keys are 1-128 of [a-zA-Z0-9:_-], values 1-1024 printable characters"
+            )));
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `$aws/events/…` messages, with the payloads of the AWS developer guide ("Jobs events").
-//! The dashboard subscribes to them to keep its projection current.
+//! The dashboard subscribes to them to keep its projection current. Each type is published
+//! only while the account's event configuration enables it ([`super::event_config`]).
 
 use serde_json::json;
 
@@ -8,11 +9,22 @@ use crate::model::ExecutionStatus;
 
 /// `$aws/events/jobExecution/{jobId}/{operation}` for an execution that reached a final state.
 pub(super) fn execution(jobs: &Jobs, execution: &ExecutionRow) {
-    let Some(operation) =
+    if let Some(operation) =
         ExecutionStatus::parse(&execution.status).and_then(ExecutionStatus::event_operation)
-    else {
+    {
+        execution_event(jobs, execution, operation);
+    }
+}
+
+/// `$aws/events/jobExecution/{jobId}/deleted` for an execution DeleteJobExecution deleted.
+pub(super) fn execution_deleted(jobs: &Jobs, execution: &ExecutionRow) {
+    execution_event(jobs, execution, "deleted");
+}
+
+fn execution_event(jobs: &Jobs, execution: &ExecutionRow, operation: &str) {
+    if !jobs.enabled_events.contains("JOB_EXECUTION") {
         return;
-    };
+    }
     let body = json!({
         "eventType": "JOB_EXECUTION",
         "eventId": uuid::Uuid::new_v4().to_string(),
@@ -31,6 +43,9 @@ pub(super) fn execution(jobs: &Jobs, execution: &ExecutionRow) {
 
 /// `$aws/events/job/{jobId}/{operation}` for a job that completed, was canceled or deleted.
 pub(super) fn job(jobs: &Jobs, job: &JobRow, operation: &str, counts: &StatusCounts) {
+    if !jobs.enabled_events.contains("JOB") {
+        return;
+    }
     let count = |status| counts.get(&status).copied().unwrap_or(0);
     let mut body = json!({
         "eventType": "JOB",

@@ -8,8 +8,13 @@
 
 mod admin;
 mod device;
+mod event_config;
 mod events;
+mod executions;
+mod groups;
+mod targets;
 pub mod templates;
+mod things;
 mod timeouts;
 
 use std::collections::HashMap;
@@ -20,10 +25,13 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub use admin::{ExecutionDetail, JobFilter, PageToken, check_job_id, check_thing_name};
+pub use event_config::{EVENT_TYPES, EventConfigurations};
+pub use groups::{GroupScope, GroupUpdate, NewThingGroup, ThingGroupRow};
+pub use things::{ThingFilter, ThingUpdate};
 
 use crate::EngineConfig;
 use crate::broker::{self, Broker};
-use crate::model::{Arns, ExecutionStatus, Target, valid_job_id, valid_thing_name};
+use crate::model::{Arns, ExecutionStatus, valid_job_id, valid_thing_name};
 
 /// AWS's limit on a job document.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
@@ -150,6 +158,8 @@ pub struct Jobs {
     config: Arc<EngineConfig>,
     broker: Broker,
     pub arns: Arns,
+    /// The `$aws/events/…` types to publish (UpdateEventConfigurations).
+    enabled_events: event_config::EnabledEvents,
 }
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
@@ -168,6 +178,7 @@ impl Jobs {
             config,
             broker,
             arns,
+            enabled_events: Default::default(),
         }
     }
 
@@ -190,12 +201,7 @@ impl Jobs {
                 "thingName must be 1-128 characters of [a-zA-Z0-9:_-], got {name:?}"
             )));
         }
-        if let Some(bad) = attributes.iter().find(|(k, v)| !valid_attribute(k, v)) {
-            return Err(ServiceError::invalid(format!(
-                "attribute {:?}: names are 1-128 characters of [a-zA-Z0-9_.,@/:#-], values at most 800",
-                bad.0
-            )));
-        }
+        things::check_attributes(&attributes)?;
         let attributes = json!(attributes);
         let inserted: Option<ThingRow> = sqlx::query_as(
             "insert into engine.things (thing_name, thing_id, thing_type_name, attributes)
@@ -277,37 +283,8 @@ impl Jobs {
                 "targets must name at least one thing or thing group",
             ));
         }
-        let mut things = Vec::with_capacity(new.targets.len());
-        for arn in &new.targets {
-            match self.arns.parse_target(arn) {
-                Some(Target::Thing(name)) => things.push(name),
-                Some(Target::ThingGroup(_)) => {
-                    return Err(ServiceError::invalid(
-                        "thing group targets are not supported by the embedded engine yet",
-                    ));
-                }
-                None => {
-                    return Err(ServiceError::invalid(format!(
-                        "target {arn:?} is not a thing ARN of this account and region"
-                    )));
-                }
-            }
-        }
-        things.sort();
-        things.dedup();
-
         let mut tx = self.pool.begin().await?;
-        let known: Vec<String> =
-            sqlx::query_scalar("select thing_name from engine.things where thing_name = any($1)")
-                .bind(&things)
-                .fetch_all(&mut *tx)
-                .await?;
-        if known.len() != things.len() {
-            let missing: Vec<&String> = things.iter().filter(|t| !known.contains(t)).collect();
-            return Err(ServiceError::not_found(format!(
-                "Things not found: {missing:?}"
-            )));
-        }
+        let things = targets::resolve(&mut tx, &self.arns, &new.targets).await?;
         let job: Option<JobRow> = sqlx::query_as(&format!(
             "insert into engine.jobs (job_id, description, document, target_selection, status, targets, config)
              values ($1, $2, $3, $4, 'IN_PROGRESS', $5, $6)
@@ -336,7 +313,16 @@ impl Jobs {
         .bind(&things)
         .execute(&mut *tx)
         .await?;
+        // A snapshot of empty target groups has nothing to wait for.
+        let completed = if things.is_empty() {
+            complete_if_done(&mut tx, &job.job_id).await?
+        } else {
+            None
+        };
         tx.commit().await?;
+        if let Some(job) = &completed {
+            self.announce_completed(job).await;
+        }
         tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
 
         // Tell each device whose next job this now is.

@@ -4,6 +4,7 @@
 mod device_isolation;
 mod engine_api;
 mod engine_templates;
+mod engine_things;
 mod helpers;
 mod jobs;
 mod seed_device;

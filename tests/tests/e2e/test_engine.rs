@@ -23,7 +23,25 @@ pub struct TestEngine {
 }
 
 impl TestEngine {
+    /// An engine with the job and job-execution events enabled, as the server enables them.
     pub async fn start() -> Self {
+        let engine = Self::start_with_aws_defaults().await;
+        let enabled = aws_sdk_iot::types::Configuration::builder()
+            .enabled(true)
+            .build();
+        engine
+            .iot
+            .update_event_configurations()
+            .event_configurations(aws_sdk_iot::types::EventType::Job, enabled.clone())
+            .event_configurations(aws_sdk_iot::types::EventType::JobExecution, enabled)
+            .send()
+            .await
+            .expect("UpdateEventConfigurations");
+        engine
+    }
+
+    /// An engine as a new AWS account starts: every event type disabled.
+    pub async fn start_with_aws_defaults() -> Self {
         let db = TestDb::create().await;
         let pool = sqlx::PgPool::connect(&db.url).await.expect("connecting");
         flotilla_server::db::MIGRATOR
@@ -76,38 +94,22 @@ impl TestEngine {
         let mut options =
             MqttOptions::new("engine-api-watcher", addr.ip().to_string(), addr.port());
         options.set_credentials("service", "service-password");
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        client
-            .subscribe_many(
-                filters
-                    .iter()
-                    .map(|f| SubscribeFilter::new((*f).to_owned(), QoS::AtLeastOnce)),
-            )
-            .await
-            .expect("subscribing");
-        // Subscribed once the SubAck arrives; messages only count from then on.
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
-                .await
-                .expect("the broker answers")
-                .expect("the service connects");
-            if let Event::Incoming(Packet::SubAck(_)) = event {
-                break;
-            }
-        }
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _client = client;
-            while let Ok(event) = eventloop.poll().await {
-                if let Event::Incoming(Packet::Publish(publish)) = event {
-                    let payload = serde_json::from_slice(&publish.payload).unwrap_or(Value::Null);
-                    if sender.send((publish.topic, payload)).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        receiver
+        subscribe(options, filters).await.1
+    }
+
+    /// Connects as the device of `thing` (its client id is the thing name), subscribes to
+    /// `filters` and forwards each message received; the client publishes as the device.
+    pub async fn device(
+        &self,
+        thing: &str,
+        filters: &[&str],
+    ) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Value)>) {
+        let addr = self.engine.mqtt_addr;
+        subscribe(
+            MqttOptions::new(thing, addr.ip().to_string(), addr.port()),
+            filters,
+        )
+        .await
     }
 
     pub fn thing_arn(&self, name: &str) -> String {
@@ -175,4 +177,45 @@ where
 {
     let error = result.expect_err("the call must fail");
     error.code().unwrap_or("<no code>").to_owned()
+}
+
+/// Connects with `options`, subscribes to `filters` and, once subscribed, forwards each
+/// message received. Returns the client, to publish with, and the messages.
+async fn subscribe(
+    options: MqttOptions,
+    filters: &[&str],
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Value)>) {
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    client
+        .subscribe_many(
+            filters
+                .iter()
+                .map(|f| SubscribeFilter::new((*f).to_owned(), QoS::AtLeastOnce)),
+        )
+        .await
+        .expect("subscribing");
+    // Subscribed once the SubAck arrives; messages only count from then on.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+            .await
+            .expect("the broker answers")
+            .expect("the client connects");
+        if let Event::Incoming(Packet::SubAck(_)) = event {
+            break;
+        }
+    }
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let publisher = client.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(publish)) = event {
+                let payload = serde_json::from_slice(&publish.payload).unwrap_or(Value::Null);
+                if sender.send((publish.topic, payload)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (publisher, receiver)
 }
