@@ -75,6 +75,7 @@ impl From<ServiceError> for AwsError {
                 (StatusCode::CONFLICT, "ResourceAlreadyExistsException")
             }
             ErrorKind::VersionMismatch => (StatusCode::CONFLICT, "VersionConflictException"),
+            ErrorKind::LimitExceeded => (StatusCode::GONE, "LimitExceededException"),
             ErrorKind::InvalidStateTransition => {
                 (StatusCode::CONFLICT, "InvalidStateTransitionException")
             }

@@ -7,9 +7,13 @@
 //! lose a notification (devices recover by asking) but never leave state half-written.
 
 mod admin;
+mod cron;
 mod device;
 mod events;
+pub mod job_config;
+mod rollout;
 mod timeouts;
+mod update;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +23,12 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub use admin::{ExecutionDetail, JobFilter, PageToken, check_job_id, check_thing_name};
+pub use update::JobUpdate;
 
 use crate::EngineConfig;
 use crate::broker::{self, Broker};
+use crate::clock::{Clock, SystemClock};
+use job_config::JobConfig;
 use crate::model::{Arns, ExecutionStatus, Target, valid_job_id, valid_thing_name};
 
 /// AWS's limit on a job document.
@@ -36,6 +43,8 @@ pub enum ErrorKind {
     ResourceAlreadyExists,
     VersionMismatch,
     InvalidStateTransition,
+    /// A quota, such as the targets of a job, would be exceeded.
+    LimitExceeded,
     Internal,
 }
 
@@ -117,6 +126,8 @@ pub struct ExecutionRow {
     pub last_updated_at: DateTime<Utc>,
     /// Canceled by a CancelJob with force=true.
     pub force_canceled: bool,
+    /// How many times the execution was retried (jobExecutionsRetryConfig).
+    pub retry_attempt: i32,
 }
 
 impl ExecutionRow {
@@ -145,16 +156,29 @@ pub struct Jobs {
     pool: PgPool,
     config: Arc<EngineConfig>,
     broker: Broker,
+    /// Where every deadline and rate decision takes the time from.
+    clock: Arc<dyn Clock>,
     pub arns: Arns,
 }
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
-     version_number, queued_at, started_at, last_updated_at, force_canceled";
+     version_number, queued_at, started_at, last_updated_at, force_canceled, \
+     failed_retries + timed_out_retries as retry_attempt";
 const JOB_COLUMNS: &str = "job_id, description, document, target_selection, status, targets, \
      config, created_at, last_updated_at, completed_at, force_canceled, reason_code, comment";
 
 impl Jobs {
     pub fn new(pool: PgPool, config: Arc<EngineConfig>, broker: Broker) -> Self {
+        Self::with_clock(pool, config, broker, Arc::new(SystemClock))
+    }
+
+    /// A jobs service whose deadlines and rates follow `clock`.
+    pub fn with_clock(
+        pool: PgPool,
+        config: Arc<EngineConfig>,
+        broker: Broker,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let arns = Arns {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
@@ -163,6 +187,7 @@ impl Jobs {
             pool,
             config,
             broker,
+            clock,
             arns,
         }
     }
@@ -268,13 +293,60 @@ impl Jobs {
                 "targetSelection must be SNAPSHOT or CONTINUOUS",
             ));
         }
-        if new.targets.is_empty() {
+        let config = JobConfig::validate_new(&new.config, self.now())?;
+        // A job with a start time waits for it; the rollout starts it.
+        let scheduled = config
+            .scheduling
+            .as_ref()
+            .is_some_and(|s| s.start_time.is_some());
+
+        let mut tx = self.pool.begin().await?;
+        let things = self.resolve_targets(&mut tx, &new.targets).await?;
+        let job: Option<JobRow> = sqlx::query_as(&format!(
+            "insert into engine.jobs (job_id, description, document, target_selection, status, targets, config)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (job_id) do nothing
+             returning {JOB_COLUMNS}"
+        ))
+        .bind(&new.job_id)
+        .bind(&new.description)
+        .bind(&document)
+        .bind(target_selection)
+        .bind(if scheduled { "SCHEDULED" } else { "IN_PROGRESS" })
+        .bind(&new.targets)
+        .bind(Value::Object(new.config.clone()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job) = job else {
+            return Err(ServiceError::new(
+                ErrorKind::ResourceAlreadyExists,
+                format!("Job {} already exists", new.job_id),
+            ));
+        };
+        self.queue_executions(&mut tx, &job.job_id, &things).await?;
+        self.begin_rollout(&mut tx, &job.job_id, scheduled).await?;
+        tx.commit().await?;
+        tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
+
+        // The first minute of the rollout goes out right away.
+        self.advance_rollout(&job.job_id).await?;
+        Ok(job)
+    }
+
+    /// The things a job's target ARNs name, sorted and without duplicates; every one must
+    /// exist.
+    async fn resolve_targets(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        targets: &[String],
+    ) -> Result<Vec<String>> {
+        if targets.is_empty() {
             return Err(ServiceError::invalid(
                 "targets must name at least one thing or thing group",
             ));
         }
-        let mut things = Vec::with_capacity(new.targets.len());
-        for arn in &new.targets {
+        let mut things = Vec::with_capacity(targets.len());
+        for arn in targets {
             match self.arns.parse_target(arn) {
                 Some(Target::Thing(name)) => things.push(name),
                 Some(Target::ThingGroup(_)) => {
@@ -291,8 +363,6 @@ impl Jobs {
         }
         things.sort();
         things.dedup();
-
-        let mut tx = self.pool.begin().await?;
         let known: Vec<String> =
             sqlx::query_scalar("select thing_name from engine.things where thing_name = any($1)")
                 .bind(&things)
@@ -304,43 +374,28 @@ impl Jobs {
                 "Things not found: {missing:?}"
             )));
         }
-        let job: Option<JobRow> = sqlx::query_as(&format!(
-            "insert into engine.jobs (job_id, description, document, target_selection, status, targets, config)
-             values ($1, $2, $3, $4, 'IN_PROGRESS', $5, $6)
-             on conflict (job_id) do nothing
-             returning {JOB_COLUMNS}"
-        ))
-        .bind(&new.job_id)
-        .bind(&new.description)
-        .bind(&document)
-        .bind(target_selection)
-        .bind(&new.targets)
-        .bind(Value::Object(new.config.clone()))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(job) = job else {
-            return Err(ServiceError::new(
-                ErrorKind::ResourceAlreadyExists,
-                format!("Job {} already exists", new.job_id),
-            ));
-        };
-        sqlx::query(
-            "insert into engine.job_executions (job_id, thing_name, execution_number, status)
-             select $1, thing, 1, 'QUEUED' from unnest($2::text[]) as thing",
-        )
-        .bind(&job.job_id)
-        .bind(&things)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
+        Ok(things)
+    }
 
-        // Tell each device whose next job this now is.
-        // A thing's next job changed exactly where this job is now first in its queue.
-        let job_id = job.job_id.clone();
-        self.announce_pending(&things, &|_, next| next == Some(job_id.as_str()))
-            .await;
-        Ok(job)
+    /// Queues an execution of the job for each of `things` that has none yet; the rollout
+    /// releases them to their devices. Returns how many were queued.
+    async fn queue_executions(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job_id: &str,
+        things: &[String],
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "insert into engine.job_executions (job_id, thing_name, execution_number, status, queued_at)
+             select $1, thing, 1, 'QUEUED', $3 from unnest($2::text[]) as thing
+             on conflict (job_id, thing_name) do nothing",
+        )
+        .bind(job_id)
+        .bind(things)
+        .bind(self.now())
+        .execute(tx)
+        .await?
+        .rows_affected())
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobRow> {
@@ -400,6 +455,7 @@ impl Jobs {
         let rows: Vec<ExecutionRow> = sqlx::query_as(&format!(
             "select {EXECUTION_COLUMNS} from engine.job_executions
              where thing_name = any($1) and status in ('QUEUED', 'IN_PROGRESS')
+               and notified_at is not null
              order by thing_name, status = 'IN_PROGRESS' desc, queued_at, job_id"
         ))
         .bind(things)
