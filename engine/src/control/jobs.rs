@@ -214,7 +214,13 @@ async fn update_job(
     }
     state
         .jobs
-        .update_job(&job_id, JobUpdate { description, config })
+        .update_job(
+            &job_id,
+            JobUpdate {
+                description,
+                config,
+            },
+        )
         .await?;
     Ok(())
 }

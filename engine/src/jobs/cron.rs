@@ -43,9 +43,7 @@ impl Cron {
                 "{expression:?} is not a cron expression of six fields (minutes hours day-of-month month day-of-week year)"
             ));
         };
-        let days_of_month = (*dom != "?")
-            .then(|| field(dom, 1, 31, &[]))
-            .transpose()?;
+        let days_of_month = (*dom != "?").then(|| field(dom, 1, 31, &[])).transpose()?;
         let days_of_week = (*dow != "?")
             .then(|| field(dow, 1, 7, &DAY_NAMES))
             .transpose()?;

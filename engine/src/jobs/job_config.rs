@@ -308,31 +308,43 @@ impl JobConfig {
             }
             if let Some(expires) = presigned.expires_in_sec {
                 check((60..=3600).contains(&expires), || {
-                    format!("presignedUrlConfig.expiresInSec must be between 60 and 3600, got {expires}")
+                    format!(
+                        "presignedUrlConfig.expiresInSec must be between 60 and 3600, got {expires}"
+                    )
                 })?;
             }
         }
         if let Some(rollout) = &self.rollout {
             if let Some(max) = rollout.maximum_per_minute {
                 check((1..=MAX_RATE_PER_MINUTE).contains(&max), || {
-                    format!("jobExecutionsRolloutConfig.maximumPerMinute must be between 1 and {MAX_RATE_PER_MINUTE}, got {max}")
+                    format!(
+                        "jobExecutionsRolloutConfig.maximumPerMinute must be between 1 and {MAX_RATE_PER_MINUTE}, got {max}"
+                    )
                 })?;
             }
             if let Some(rate) = &rollout.exponential_rate {
                 let base = rate.base_rate_per_minute;
                 check((1..=MAX_RATE_PER_MINUTE).contains(&base), || {
-                    format!("exponentialRate.baseRatePerMinute must be between 1 and {MAX_RATE_PER_MINUTE}, got {base}")
+                    format!(
+                        "exponentialRate.baseRatePerMinute must be between 1 and {MAX_RATE_PER_MINUTE}, got {base}"
+                    )
                 })?;
                 let factor = rate.increment_factor;
                 check(
                     (1.1..=5.0).contains(&factor) && has_decimals_at_most(factor, 1),
-                    || format!("exponentialRate.incrementFactor must be between 1.1 and 5 with at most one decimal, got {factor}"),
+                    || {
+                        format!(
+                            "exponentialRate.incrementFactor must be between 1.1 and 5 with at most one decimal, got {factor}"
+                        )
+                    },
                 )?;
                 let criteria = &rate.rate_increase_criteria;
                 check(
                     criteria.number_of_notified_things.is_some()
                         || criteria.number_of_succeeded_things.is_some(),
-                    || "rateIncreaseCriteria needs numberOfNotifiedThings or numberOfSucceededThings".into(),
+                    || {
+                        "rateIncreaseCriteria needs numberOfNotifiedThings or numberOfSucceededThings".into()
+                    },
                 )?;
                 for n in [
                     criteria.number_of_notified_things,
@@ -355,7 +367,11 @@ impl JobConfig {
                 let threshold = criteria.threshold_percentage;
                 check(
                     threshold > 0.0 && threshold <= 100.0 && has_decimals_at_most(threshold, 2),
-                    || format!("abortConfig thresholdPercentage must be above 0 and at most 100 with at most two decimals, got {threshold}"),
+                    || {
+                        format!(
+                            "abortConfig thresholdPercentage must be above 0 and at most 100 with at most two decimals, got {threshold}"
+                        )
+                    },
                 )?;
                 let min = criteria.min_number_of_executed_things;
                 check(min >= 1, || {
@@ -369,13 +385,17 @@ impl JobConfig {
             .and_then(|t| t.in_progress_timeout_in_minutes)
         {
             check((1..=10080).contains(&minutes), || {
-                format!("timeoutConfig.inProgressTimeoutInMinutes must be between 1 and 10080 (7 days), got {minutes}")
+                format!(
+                    "timeoutConfig.inProgressTimeoutInMinutes must be between 1 and 10080 (7 days), got {minutes}"
+                )
             })?;
         }
         if let Some(retry) = &self.retry {
             let count = retry.criteria_list.len();
             check((1..=2).contains(&count), || {
-                format!("jobExecutionsRetryConfig.criteriaList must have 1 or 2 criteria, got {count}")
+                format!(
+                    "jobExecutionsRetryConfig.criteriaList must have 1 or 2 criteria, got {count}"
+                )
             })?;
             let types: Vec<RetryableFailure> =
                 retry.criteria_list.iter().map(|c| c.failure_type).collect();
@@ -387,12 +407,20 @@ impl JobConfig {
             for criteria in &retry.criteria_list {
                 let n = criteria.number_of_retries;
                 check((0..=10).contains(&n), || {
-                    format!("jobExecutionsRetryConfig numberOfRetries must be between 0 and 10, got {n}")
+                    format!(
+                        "jobExecutionsRetryConfig numberOfRetries must be between 0 and 10, got {n}"
+                    )
                 })?;
             }
-            let total: i64 = retry.criteria_list.iter().map(|c| c.number_of_retries).sum();
+            let total: i64 = retry
+                .criteria_list
+                .iter()
+                .map(|c| c.number_of_retries)
+                .sum();
             check(total <= 10, || {
-                format!("a device can be retried at most 10 times for all failure types combined, got {total}")
+                format!(
+                    "a device can be retried at most 10 times for all failure types combined, got {total}"
+                )
             })?;
         }
         Ok(())
@@ -406,7 +434,8 @@ impl JobConfig {
         let ceiling = rollout.maximum_per_minute.unwrap_or(MAX_RATE_PER_MINUTE);
         match &rollout.exponential_rate {
             Some(rate) => {
-                let grown = rate.base_rate_per_minute as f64 * rate.increment_factor.powi(increases);
+                let grown =
+                    rate.base_rate_per_minute as f64 * rate.increment_factor.powi(increases);
                 (grown.floor() as i64).clamp(1, ceiling)
             }
             None => ceiling,
@@ -415,7 +444,12 @@ impl JobConfig {
 
     /// How many retries a failure of `status` (FAILED or TIMED_OUT) may still get, given the
     /// retries already made for FAILED and for TIMED_OUT.
-    pub fn retries_left(&self, timed_out: bool, failed_retries: i32, timed_out_retries: i32) -> i64 {
+    pub fn retries_left(
+        &self,
+        timed_out: bool,
+        failed_retries: i32,
+        timed_out_retries: i32,
+    ) -> i64 {
         let Some(retry) = &self.retry else {
             return 0;
         };
@@ -461,7 +495,9 @@ impl SchedulingConfig {
         for window in request.maintenance_windows {
             let minutes = window.duration_in_minutes;
             check((1..=1430).contains(&minutes), || {
-                format!("maintenanceWindows durationInMinutes must be between 1 and 1430, got {minutes}")
+                format!(
+                    "maintenanceWindows durationInMinutes must be between 1 and 1430, got {minutes}"
+                )
             })?;
             check((1..=256).contains(&window.start_time.len()), || {
                 "maintenanceWindows startTime must be 1-256 characters".into()
@@ -561,7 +597,8 @@ mod tests {
         assert_eq!(config.retries_left(false, 2, 0), 0);
         assert_eq!(config.retries_left(true, 0, 0), 0);
         let all = json!({"jobExecutionsRetryConfig": {"criteriaList": [{"failureType": "ALL", "numberOfRetries": 3}]}});
-        let config = JobConfig::validate_new(&super::tests::config(all), Utc::now()).expect("valid");
+        let config =
+            JobConfig::validate_new(&super::tests::config(all), Utc::now()).expect("valid");
         assert_eq!(config.retries_left(true, 1, 1), 1);
     }
 }

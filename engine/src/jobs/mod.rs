@@ -28,8 +28,8 @@ pub use update::JobUpdate;
 use crate::EngineConfig;
 use crate::broker::{self, Broker};
 use crate::clock::{Clock, SystemClock};
-use job_config::JobConfig;
 use crate::model::{Arns, ExecutionStatus, Target, valid_job_id, valid_thing_name};
+use job_config::JobConfig;
 
 /// AWS's limit on a job document.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;

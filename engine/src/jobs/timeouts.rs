@@ -18,7 +18,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The SQL condition of an execution that has run out of time at `now` (a bind parameter).
 fn expired(now: &str) -> String {
-    format!("status = 'IN_PROGRESS' and (step_timeout_at < {now} or in_progress_timeout_at < {now})")
+    format!(
+        "status = 'IN_PROGRESS' and (step_timeout_at < {now} or in_progress_timeout_at < {now})"
+    )
 }
 
 impl Jobs {
@@ -55,7 +57,11 @@ impl Jobs {
             .await?;
             let mut retried = Vec::new();
             for execution in &expired {
-                if self.retry_if_configured(&mut tx, execution).await?.is_some() {
+                if self
+                    .retry_if_configured(&mut tx, execution)
+                    .await?
+                    .is_some()
+                {
                     retried.push(execution.thing_name.clone());
                 }
             }

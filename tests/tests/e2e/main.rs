@@ -3,6 +3,7 @@
 
 mod device_isolation;
 mod engine_api;
+mod engine_rollout;
 mod helpers;
 mod jobs;
 mod seed_device;
