@@ -141,22 +141,21 @@ impl Jobs {
                     rollout.ended = true;
                 }
             }
-        } else if status == "SCHEDULED" {
-            if scheduling
+        } else if status == "SCHEDULED"
+            && scheduling
                 .and_then(|s| s.start_time)
                 .is_some_and(|start| now >= start)
-            {
-                sqlx::query(
-                    "update engine.jobs set status = 'IN_PROGRESS', last_updated_at = now()
-                     where job_id = $1",
-                )
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-                rollout.started_at = Some(now);
-                status = "IN_PROGRESS".to_owned();
-                tracing::info!(job.id = %job_id, "scheduled job {job_id} started its rollout");
-            }
+        {
+            sqlx::query(
+                "update engine.jobs set status = 'IN_PROGRESS', last_updated_at = now()
+                 where job_id = $1",
+            )
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+            rollout.started_at = Some(now);
+            status = "IN_PROGRESS".to_owned();
+            tracing::info!(job.id = %job_id, "scheduled job {job_id} started its rollout");
         }
 
         if status == "IN_PROGRESS"
