@@ -593,7 +593,7 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
         jobs.announce_completed(&job).await;
     }
     if status.is_terminal() {
-        jobs.abort_if_criteria_met(job_id).await?;
+        jobs.abort_if_criteria_met(job_id).await;
     }
 
     let mut body = Map::new();

@@ -329,7 +329,7 @@ impl Jobs {
         tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
 
         // The first minute of the rollout goes out right away.
-        self.advance_rollout(&job.job_id).await?;
+        self.advance_rollout_after_change(&job.job_id).await;
         Ok(job)
     }
 

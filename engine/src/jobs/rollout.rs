@@ -373,10 +373,26 @@ impl Jobs {
         Ok(Some(retried))
     }
 
-    /// Evaluates the job's abort criteria after executions ended, in order; the first one met
-    /// cancels the job (its QUEUED executions only), with the reason and comment AWS gives an
-    /// abort.
-    pub(super) async fn abort_if_criteria_met(&self, job_id: &str) -> Result<()> {
+    /// Advances a job's rollout right after a change to it (creation, UpdateJob, new
+    /// targets). The change has committed already, so a failure here is logged and left to
+    /// the next periodic tick rather than reported as the change's failure.
+    pub(super) async fn advance_rollout_after_change(&self, job_id: &str) {
+        if let Err(error) = self.advance_rollout(job_id).await {
+            tracing::warn!(job.id = %job_id, %error, "advancing the rollout of {job_id} failed; the next tick retries: {error}");
+        }
+    }
+
+    /// Evaluates the job's abort criteria after executions ended. The executions' end has
+    /// committed already, so a failure is logged; the next ended execution evaluates again.
+    pub(super) async fn abort_if_criteria_met(&self, job_id: &str) {
+        if let Err(error) = self.try_abort(job_id).await {
+            tracing::warn!(job.id = %job_id, %error, "evaluating the abort criteria of {job_id} failed: {error}");
+        }
+    }
+
+    /// The abort criteria in order; the first one met cancels the job (its QUEUED executions
+    /// only), with the reason and comment AWS gives an abort.
+    async fn try_abort(&self, job_id: &str) -> Result<()> {
         let job = self.job(job_id).await?;
         if job.status != "IN_PROGRESS" {
             return Ok(());

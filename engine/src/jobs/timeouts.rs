@@ -84,7 +84,7 @@ impl Jobs {
             if let Some(job) = completed {
                 self.announce_completed(&job).await;
             }
-            self.abort_if_criteria_met(&job_id).await?;
+            self.abort_if_criteria_met(&job_id).await;
         }
         Ok(timed_out)
     }

@@ -81,7 +81,7 @@ impl Jobs {
         tx.commit().await?;
         tracing::info!(job.id = %job_id, "updated job {job_id}");
         // A higher rate may release more this minute.
-        self.advance_rollout(job_id).await?;
+        self.advance_rollout_after_change(job_id).await;
         Ok(updated)
     }
 
@@ -141,7 +141,7 @@ impl Jobs {
         let queued = self.queue_executions(&mut tx, job_id, &things).await?;
         tx.commit().await?;
         tracing::info!(job.id = %job_id, queued, "added targets to job {job_id}: {queued} new executions");
-        self.advance_rollout(job_id).await?;
+        self.advance_rollout_after_change(job_id).await;
         Ok(updated)
     }
 }
