@@ -10,8 +10,8 @@ use std::time::Duration;
 use aws_sdk_iot::types::{
     AbortAction, AbortConfig, AbortCriteria, ExponentialRolloutRate, JobEndBehavior,
     JobExecutionFailureType, JobExecutionsRetryConfig, JobExecutionsRolloutConfig, JobStatus,
-    MaintenanceWindow, RateIncreaseCriteria, RetryCriteria, RetryableFailureType, SchedulingConfig,
-    TargetSelection, TimeoutConfig,
+    MaintenanceWindow, PresignedUrlConfig, RateIncreaseCriteria, RetryCriteria,
+    RetryableFailureType, SchedulingConfig, TargetSelection, TimeoutConfig,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use flotilla_engine::clock::TestClock;
@@ -540,6 +540,13 @@ async fn maintenance_windows_pause_releasing_outside_the_window() {
     engine.stop().await;
 }
 
+fn presigned() -> PresignedUrlConfig {
+    PresignedUrlConfig::builder()
+        .role_arn("arn:aws:iam::000000000000:role/flotilla-downloads")
+        .expires_in_sec(600)
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_job_changes_the_rate_and_description_and_refuses_more_retries() {
     let (engine, _clock, things) = engine_with_things(Utc::now(), "update", 5).await;
@@ -574,6 +581,7 @@ async fn update_job_changes_the_rate_and_description_and_refuses_more_retries() 
         .job_id("update-job")
         .description("faster now")
         .job_executions_rollout_config(rate(3))
+        .presigned_url_config(presigned())
         .send()
         .await
         .expect("UpdateJob");
@@ -582,6 +590,7 @@ async fn update_job_changes_the_rate_and_description_and_refuses_more_retries() 
     let job = engine.describe_job("update-job").await;
     assert_eq!(job.description.as_deref(), Some("faster now"));
     assert_eq!(job.job_executions_rollout_config, Some(rate(3)));
+    assert_eq!(job.presigned_url_config, Some(presigned()));
 
     let more_retries = engine
         .iot
