@@ -10,6 +10,7 @@
 //!   `engine`), so the engine can be killed at any moment and restarted without loss.
 
 pub mod broker;
+pub mod clock;
 pub mod control;
 pub mod jobs;
 pub mod model;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
+use crate::clock::{Clock, SystemClock};
 use crate::jobs::Jobs;
 
 /// How the engine identifies itself and whom it trusts.
@@ -54,14 +56,23 @@ impl std::fmt::Debug for EngineConfig {
 }
 
 /// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
-#[derive(Debug)]
 pub struct RunningEngine {
     /// Where the control-plane REST API listens.
     pub http_addr: SocketAddr,
     /// Where the MQTT broker listens.
     pub mqtt_addr: SocketAddr,
+    jobs: Arc<Jobs>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningEngine")
+            .field("http_addr", &self.http_addr)
+            .field("mqtt_addr", &self.mqtt_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningEngine {
@@ -73,6 +84,18 @@ impl RunningEngine {
         http: TcpListener,
         mqtt: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::start_with_clock(pool, config, http, mqtt, Arc::new(SystemClock)).await
+    }
+
+    /// [`RunningEngine::start`] with the time taken from `clock`, e.g. a
+    /// [`clock::TestClock`] that a test moves forward.
+    pub async fn start_with_clock(
+        pool: PgPool,
+        config: EngineConfig,
+        http: TcpListener,
+        mqtt: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let http_addr = http
             .local_addr()
             .context("control-plane listener address")?;
@@ -80,7 +103,12 @@ impl RunningEngine {
         let shutdown = CancellationToken::new();
         let config = Arc::new(config);
         let broker = Broker::new();
-        let jobs = Arc::new(Jobs::new(pool, config.clone(), broker.clone()));
+        let jobs = Arc::new(Jobs::with_clock(
+            pool,
+            config.clone(),
+            broker.clone(),
+            clock,
+        ));
         jobs.load_event_configurations()
             .await
             .context("loading the event configuration")?;
@@ -95,7 +123,7 @@ impl RunningEngine {
         let sweeper = jobs.clone();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(
-            async move { sweeper.run_timeouts(stop).await },
+            async move { sweeper.run_periodic(stop).await },
         ));
 
         let router = control::router(control::ControlState {
@@ -115,9 +143,16 @@ impl RunningEngine {
         Ok(Self {
             http_addr,
             mqtt_addr,
+            jobs,
             shutdown,
             tasks,
         })
+    }
+
+    /// Runs the periodic work (timeouts, rollouts) now instead of at the next tick, so a
+    /// test that moved its clock sees the effect without waiting.
+    pub async fn tick(&self) -> Result<(), jobs::ServiceError> {
+        self.jobs.tick().await
     }
 
     /// Stops accepting work and waits for the listeners to close.

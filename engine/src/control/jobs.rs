@@ -1,5 +1,6 @@
-//! Jobs: CreateJob, DescribeJob, CancelJob, DeleteJob, ListJobs, GetJobDocument,
-//! ListJobExecutionsForJob, DescribeJobExecution and ListJobExecutionsForThing.
+//! Jobs: CreateJob, DescribeJob, UpdateJob, AssociateTargetsWithJob, CancelJob, DeleteJob,
+//! ListJobs, GetJobDocument, ListJobExecutionsForJob, DescribeJobExecution and
+//! ListJobExecutionsForThing.
 //!
 //! Query members are read from a plain map rather than a typed `Query`, so a malformed value
 //! is an `InvalidRequestException` naming the member instead of axum's plain-text rejection.
@@ -10,12 +11,13 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{AwsError, ControlState, body, epoch};
-use crate::jobs::{ExecutionRow, JobFilter, JobRow, NewJob, PageToken};
+use crate::jobs::job_config::UPDATABLE_MEMBERS;
+use crate::jobs::{ExecutionRow, JobFilter, JobRow, JobUpdate, NewJob, PageToken};
 use crate::model::ExecutionStatus;
 
 pub(super) fn router() -> Router<ControlState> {
@@ -23,8 +25,12 @@ pub(super) fn router() -> Router<ControlState> {
         .route("/jobs", get(list_jobs))
         .route(
             "/jobs/{job_id}",
-            get(describe_job).put(create_job).delete(delete_job),
+            get(describe_job)
+                .put(create_job)
+                .patch(update_job)
+                .delete(delete_job),
         )
+        .route("/jobs/{job_id}/targets", post(associate_targets_with_job))
         .route("/jobs/{job_id}/cancel", put(cancel_job))
         .route("/jobs/{job_id}/job-document", get(get_job_document))
         .route("/jobs/{job_id}/things", get(list_job_executions_for_job))
@@ -124,7 +130,7 @@ fn execution_summary(row: &ExecutionRow) -> Value {
         "queuedAt": epoch(row.queued_at),
         "lastUpdatedAt": epoch(row.last_updated_at),
         "executionNumber": row.execution_number,
-        "retryAttempt": 0,
+        "retryAttempt": row.retry_attempt,
     });
     if let Some(started) = row.started_at {
         summary["startedAt"] = json!(epoch(started));
@@ -193,6 +199,66 @@ async fn create_job(
     Ok(Json(job_reference(&state, &job)))
 }
 
+/// UpdateJob has no output; an empty 200 is what the SDK expects.
+async fn update_job(
+    State(state): State<ControlState>,
+    Path(job_id): Path<String>,
+    Query(query): Query<QueryMap>,
+    bytes: Bytes,
+) -> Result<(), AwsError> {
+    refuse_namespace(&query)?;
+    let Value::Object(mut request) = body::<Value>(&bytes)? else {
+        return Err(AwsError::invalid("the request body must be a JSON object"));
+    };
+    let description = match request.remove("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(AwsError::invalid("description must be a string")),
+    };
+    let mut config = Map::new();
+    for name in UPDATABLE_MEMBERS {
+        if let Some(value) = request.remove(name).filter(|v| !v.is_null()) {
+            config.insert(name.to_owned(), value);
+        }
+    }
+    state
+        .jobs
+        .update_job(
+            &job_id,
+            JobUpdate {
+                description,
+                config,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociateTargetsRequest {
+    targets: Option<Vec<String>>,
+    comment: Option<String>,
+}
+
+async fn associate_targets_with_job(
+    State(state): State<ControlState>,
+    Path(job_id): Path<String>,
+    Query(query): Query<QueryMap>,
+    bytes: Bytes,
+) -> Result<Json<Value>, AwsError> {
+    refuse_namespace(&query)?;
+    let request: AssociateTargetsRequest = body(&bytes)?;
+    let targets = request
+        .targets
+        .ok_or_else(|| AwsError::invalid("targets is required"))?;
+    let job = state
+        .jobs
+        .associate_targets(&job_id, targets, request.comment)
+        .await?;
+    Ok(Json(job_reference(&state, &job)))
+}
+
 async fn describe_job(
     State(state): State<ControlState>,
     Path(job_id): Path<String>,
@@ -237,6 +303,13 @@ async fn describe_job(
                 description[name] = value.clone();
             }
         }
+    }
+    let rollouts = state.jobs.scheduled_rollouts(&job.config);
+    if !rollouts.is_empty() {
+        description["scheduledJobRollouts"] = rollouts
+            .into_iter()
+            .map(|start| json!({ "startTime": start }))
+            .collect();
     }
     let mut output = json!({ "job": description });
     if let Some(source) = job.config.get("documentSource") {

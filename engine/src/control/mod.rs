@@ -84,6 +84,7 @@ impl From<ServiceError> for AwsError {
             }
             ErrorKind::Conflict => (StatusCode::CONFLICT, "ConflictException"),
             ErrorKind::VersionMismatch => (StatusCode::CONFLICT, "VersionConflictException"),
+            ErrorKind::LimitExceeded => (StatusCode::GONE, "LimitExceededException"),
             ErrorKind::InvalidStateTransition => {
                 (StatusCode::CONFLICT, "InvalidStateTransitionException")
             }

@@ -31,8 +31,8 @@ const JOB_STATUSES: [&str; 5] = [
 pub struct ExecutionDetail {
     #[sqlx(flatten)]
     pub execution: ExecutionRow,
-    /// Seconds until the step timeout the device asked for, while the execution can still
-    /// time out.
+    /// Seconds until the step or in-progress timeout, whichever comes first, while the
+    /// execution can still time out.
     pub seconds_before_timed_out: Option<i64>,
 }
 
@@ -114,15 +114,21 @@ fn check_reason_code(code: &str) -> Result<()> {
 }
 
 /// AWS's `Comment`: `[^\p{C}]+`, at most 2028 characters.
-fn check_comment(comment: &str) -> Result<()> {
-    let ok = (1..=2028).contains(&comment.chars().count())
-        && !comment.chars().any(|c| c.is_control() || is_format_char(c));
+pub(super) fn check_comment(comment: &str) -> Result<()> {
+    check_free_text("comment", comment)
+}
+
+/// AWS's free-text members (`Comment`, `JobDescription`): `[^\p{C}]+`, at most 2028
+/// characters.
+pub(super) fn check_free_text(member: &str, text: &str) -> Result<()> {
+    let ok = (1..=2028).contains(&text.chars().count())
+        && !text.chars().any(|c| c.is_control() || is_format_char(c));
     if ok {
         Ok(())
     } else {
-        Err(ServiceError::invalid(
-            "comment must be 1-2028 characters without control characters",
-        ))
+        Err(ServiceError::invalid(format!(
+            "{member} must be 1-2028 characters without control characters"
+        )))
     }
 }
 
@@ -166,7 +172,7 @@ impl Jobs {
         // The model lists no InvalidStateTransitionException for CancelJob, so a job that
         // cannot be canceled is an InvalidRequestException.
         match (job.status.as_str(), force) {
-            ("IN_PROGRESS", _) => {}
+            ("IN_PROGRESS" | "SCHEDULED", _) => {}
             ("CANCELED", true) if !job.force_canceled => {}
             ("CANCELED", _) => {
                 return Err(ServiceError::invalid(format!(
@@ -220,7 +226,7 @@ impl Jobs {
         tracing::info!(job.id = %job_id, force, executions = canceled.len(), "canceled job {job_id} and {} executions", canceled.len());
 
         // A forced second cancel is no new job state; only the executions are news.
-        if job.status == "IN_PROGRESS" {
+        if job.status != "CANCELED" {
             let counts = self.counts(job_id).await.unwrap_or_default();
             events::job(self, &updated, "canceled", &counts);
         }
@@ -316,13 +322,16 @@ impl Jobs {
         check_job_id(job_id)?;
         let detail: Option<ExecutionDetail> = sqlx::query_as(&format!(
             "select {EXECUTION_COLUMNS},
-                 case when status in ('QUEUED', 'IN_PROGRESS') and step_timeout_at is not null
-                      then greatest(0, ceil(extract(epoch from step_timeout_at - now())))::bigint
+                 case when status in ('QUEUED', 'IN_PROGRESS')
+                       and coalesce(step_timeout_at, in_progress_timeout_at) is not null
+                      then greatest(0, ceil(extract(epoch from
+                          least(step_timeout_at, in_progress_timeout_at) - $3)))::bigint
                  end as seconds_before_timed_out
              from engine.job_executions where job_id = $1 and thing_name = $2"
         ))
         .bind(job_id)
         .bind(thing)
+        .bind(self.now())
         .fetch_optional(&self.pool)
         .await?;
         detail

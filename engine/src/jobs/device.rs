@@ -28,9 +28,10 @@ enum Code {
 impl From<ErrorKind> for Code {
     fn from(kind: ErrorKind) -> Self {
         match kind {
-            ErrorKind::InvalidRequest | ErrorKind::ResourceAlreadyExists | ErrorKind::Conflict => {
-                Code::InvalidRequest
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::ResourceAlreadyExists
+            | ErrorKind::Conflict
+            | ErrorKind::LimitExceeded => Code::InvalidRequest,
             ErrorKind::ResourceNotFound => Code::ResourceNotFound,
             ErrorKind::VersionMismatch => Code::VersionMismatch,
             ErrorKind::InvalidStateTransition => Code::InvalidStateTransition,
@@ -356,7 +357,7 @@ async fn start_next(jobs: &Jobs, thing: &str, request: StartNextRequest) -> Repl
     let mut tx = jobs.pool.begin().await.map_err(ServiceError::from)?;
     let next: Option<ExecutionRow> = sqlx::query_as(&format!(
         "select {} from engine.job_executions
-         where thing_name = $1 and status in ('QUEUED', 'IN_PROGRESS')
+         where thing_name = $1 and status in ('QUEUED', 'IN_PROGRESS') and notified_at is not null
          order by status = 'IN_PROGRESS' desc, queued_at, job_id limit 1 for update",
         super::EXECUTION_COLUMNS
     ))
@@ -374,17 +375,20 @@ async fn start_next(jobs: &Jobs, thing: &str, request: StartNextRequest) -> Repl
              started_at = coalesce(started_at, now()),
              status_details = coalesce($3, status_details),
              step_timeout_at = case when $4::bigint is null then step_timeout_at
-                                    else now() + make_interval(mins => $4::int) end,
+                                    else $5 + make_interval(mins => $4::int) end,
+             in_progress_timeout_at = {},
              version_number = version_number + case when status = 'QUEUED' or $3 is not null then 1 else 0 end,
              last_updated_at = case when status = 'QUEUED' or $3 is not null then now() else last_updated_at end
          where job_id = $1 and thing_name = $2
          returning {}",
+        super::rollout::in_progress_deadline("$5"),
         super::EXECUTION_COLUMNS
     ))
     .bind(&next.job_id)
     .bind(thing)
     .bind(&details)
     .bind(request.step_timeout_in_minutes)
+    .bind(jobs.now())
     .fetch_one(&mut *tx)
     .await
     .map_err(ServiceError::from)?;
@@ -413,7 +417,8 @@ async fn describe(jobs: &Jobs, thing: &str, job_id: &str, request: DescribeReque
             .and_then(|list| list.into_iter().next())
     } else {
         sqlx::query_as(&format!(
-            "select {} from engine.job_executions where job_id = $1 and thing_name = $2",
+            "select {} from engine.job_executions
+             where job_id = $1 and thing_name = $2 and notified_at is not null",
             super::EXECUTION_COLUMNS
         ))
         .bind(job_id)
@@ -499,7 +504,8 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
         .and_then(|list| list.into_iter().next())
         .map(|e| e.job_id);
     let current: Option<ExecutionRow> = sqlx::query_as(&format!(
-        "select {} from engine.job_executions where job_id = $1 and thing_name = $2 for update",
+        "select {} from engine.job_executions
+         where job_id = $1 and thing_name = $2 and notified_at is not null for update",
         super::EXECUTION_COLUMNS
     ))
     .bind(job_id)
@@ -548,11 +554,13 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
              status_details = coalesce($4, status_details),
              started_at = case when $3 = 'IN_PROGRESS' then coalesce(started_at, now()) else started_at end,
              step_timeout_at = case when $5::bigint is null then step_timeout_at
-                                    else now() + make_interval(mins => $5::int) end,
+                                    else $6 + make_interval(mins => $5::int) end,
+             in_progress_timeout_at = case when $3 = 'IN_PROGRESS' then {} else in_progress_timeout_at end,
              version_number = version_number + 1,
              last_updated_at = now()
          where job_id = $1 and thing_name = $2
          returning {}",
+        super::rollout::in_progress_deadline("$6"),
         super::EXECUTION_COLUMNS
     ))
     .bind(job_id)
@@ -560,23 +568,31 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
     .bind(status.as_str())
     .bind(&details)
     .bind(request.step_timeout_in_minutes)
+    .bind(jobs.now())
     .fetch_one(&mut *tx)
     .await
     .map_err(db)?;
-    let completed = if status.is_terminal() {
-        super::complete_if_done(&mut tx, job_id).await?
+    let (retried, completed) = if status.is_terminal() {
+        let retried = jobs.retry_if_configured(&mut tx, &updated).await?;
+        (retried, super::complete_if_done(&mut tx, job_id).await?)
     } else {
-        None
+        (None, None)
     };
     tx.commit().await.map_err(db)?;
 
     if status.is_terminal() {
         events::execution(jobs, &updated);
-        jobs.announce_pending(&things, &|_, next| next != next_before.as_deref())
-            .await;
+        // A retry is a new execution of the same job: the device's next execution changed.
+        jobs.announce_pending(&things, &|_, next| {
+            next != next_before.as_deref() || retried.is_some()
+        })
+        .await;
     }
     if let Some(job) = completed {
         jobs.announce_completed(&job).await;
+    }
+    if status.is_terminal() {
+        jobs.abort_if_criteria_met(job_id).await;
     }
 
     let mut body = Map::new();

@@ -397,7 +397,19 @@ impl Jobs {
             tracing::info!(job.id = %execution.job_id, thing = %execution.thing_name, "removed the execution of {} for {}, which left its target groups", execution.job_id, execution.thing_name);
             events::execution(self, execution);
         }
-        self.announce_changed(&reconciled.things(), before).await;
+        self.announce_changed(&reconciled.removed_things(), before)
+            .await;
+        // New executions reach their devices as the job's rollout releases them.
+        let mut jobs: Vec<&str> = reconciled
+            .queued
+            .iter()
+            .map(|e| e.job_id.as_str())
+            .collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        for job_id in jobs {
+            self.advance_rollout_after_change(job_id).await;
+        }
         Ok(())
     }
 

@@ -7,15 +7,19 @@
 //! lose a notification (devices recover by asking) but never leave state half-written.
 
 mod admin;
+mod cron;
 mod device;
 mod event_config;
 mod events;
 mod executions;
 mod groups;
+pub mod job_config;
+mod rollout;
 mod targets;
 pub mod templates;
 mod things;
 mod timeouts;
+mod update;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,10 +32,13 @@ pub use admin::{ExecutionDetail, JobFilter, PageToken, check_job_id, check_thing
 pub use event_config::{EVENT_TYPES, EventConfigurations};
 pub use groups::{GroupScope, GroupUpdate, NewThingGroup, ThingGroupRow};
 pub use things::{ThingFilter, ThingUpdate};
+pub use update::JobUpdate;
 
 use crate::EngineConfig;
 use crate::broker::{self, Broker};
+use crate::clock::{Clock, SystemClock};
 use crate::model::{Arns, ExecutionStatus, valid_job_id, valid_thing_name};
+use job_config::JobConfig;
 
 /// AWS's limit on a job document.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
@@ -48,6 +55,8 @@ pub enum ErrorKind {
     Conflict,
     VersionMismatch,
     InvalidStateTransition,
+    /// A quota, such as the targets of a job, would be exceeded.
+    LimitExceeded,
     Internal,
 }
 
@@ -129,6 +138,8 @@ pub struct ExecutionRow {
     pub last_updated_at: DateTime<Utc>,
     /// Canceled by a CancelJob with force=true.
     pub force_canceled: bool,
+    /// How many times the execution was retried (jobExecutionsRetryConfig).
+    pub retry_attempt: i32,
 }
 
 impl ExecutionRow {
@@ -157,18 +168,31 @@ pub struct Jobs {
     pool: PgPool,
     config: Arc<EngineConfig>,
     broker: Broker,
+    /// Where every deadline and rate decision takes the time from.
+    clock: Arc<dyn Clock>,
     pub arns: Arns,
     /// The `$aws/events/…` types to publish (UpdateEventConfigurations).
     enabled_events: event_config::EnabledEvents,
 }
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
-     version_number, queued_at, started_at, last_updated_at, force_canceled";
+     version_number, queued_at, started_at, last_updated_at, force_canceled, \
+     failed_retries + timed_out_retries as retry_attempt";
 const JOB_COLUMNS: &str = "job_id, description, document, target_selection, status, targets, \
      config, created_at, last_updated_at, completed_at, force_canceled, reason_code, comment";
 
 impl Jobs {
     pub fn new(pool: PgPool, config: Arc<EngineConfig>, broker: Broker) -> Self {
+        Self::with_clock(pool, config, broker, Arc::new(SystemClock))
+    }
+
+    /// A jobs service whose deadlines and rates follow `clock`.
+    pub fn with_clock(
+        pool: PgPool,
+        config: Arc<EngineConfig>,
+        broker: Broker,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let arns = Arns {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
@@ -177,6 +201,7 @@ impl Jobs {
             pool,
             config,
             broker,
+            clock,
             arns,
             enabled_events: Default::default(),
         }
@@ -278,16 +303,18 @@ impl Jobs {
                 "targetSelection must be SNAPSHOT or CONTINUOUS",
             ));
         }
-        if new.targets.is_empty() {
-            return Err(ServiceError::invalid(
-                "targets must name at least one thing or thing group",
-            ));
-        }
+        let config = JobConfig::validate_new(&new.config, self.now())?;
+        // A job with a start time waits for it; the rollout starts it.
+        let scheduled = config
+            .scheduling
+            .as_ref()
+            .is_some_and(|s| s.start_time.is_some());
+
         let mut tx = self.pool.begin().await?;
-        let things = targets::resolve(&mut tx, &self.arns, &new.targets).await?;
+        let things = self.resolve_targets(&mut tx, &new.targets).await?;
         let job: Option<JobRow> = sqlx::query_as(&format!(
             "insert into engine.jobs (job_id, description, document, target_selection, status, targets, config)
-             values ($1, $2, $3, $4, 'IN_PROGRESS', $5, $6)
+             values ($1, $2, $3, $4, $5, $6, $7)
              on conflict (job_id) do nothing
              returning {JOB_COLUMNS}"
         ))
@@ -295,6 +322,7 @@ impl Jobs {
         .bind(&new.description)
         .bind(&document)
         .bind(target_selection)
+        .bind(if scheduled { "SCHEDULED" } else { "IN_PROGRESS" })
         .bind(&new.targets)
         .bind(Value::Object(new.config.clone()))
         .fetch_optional(&mut *tx)
@@ -305,14 +333,8 @@ impl Jobs {
                 format!("Job {} already exists", new.job_id),
             ));
         };
-        sqlx::query(
-            "insert into engine.job_executions (job_id, thing_name, execution_number, status)
-             select $1, thing, 1, 'QUEUED' from unnest($2::text[]) as thing",
-        )
-        .bind(&job.job_id)
-        .bind(&things)
-        .execute(&mut *tx)
-        .await?;
+        self.queue_executions(&mut tx, &job.job_id, &things).await?;
+        self.begin_rollout(&mut tx, &job.job_id, scheduled).await?;
         // A snapshot of empty target groups has nothing to wait for.
         let completed = if things.is_empty() {
             complete_if_done(&mut tx, &job.job_id).await?
@@ -325,12 +347,45 @@ impl Jobs {
         }
         tracing::info!(job.id = %job.job_id, things = things.len(), "created job {} for {} things", job.job_id, things.len());
 
-        // Tell each device whose next job this now is.
-        // A thing's next job changed exactly where this job is now first in its queue.
-        let job_id = job.job_id.clone();
-        self.announce_pending(&things, &|_, next| next == Some(job_id.as_str()))
-            .await;
+        // The first minute of the rollout goes out right away.
+        self.advance_rollout_after_change(&job.job_id).await;
         Ok(job)
+    }
+
+    /// The things a job's target ARNs name (thing groups with their subgroups), sorted and
+    /// without duplicates; every thing and group must exist.
+    async fn resolve_targets(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        targets: &[String],
+    ) -> Result<Vec<String>> {
+        if targets.is_empty() {
+            return Err(ServiceError::invalid(
+                "targets must name at least one thing or thing group",
+            ));
+        }
+        targets::resolve(tx, &self.arns, targets).await
+    }
+
+    /// Queues an execution of the job for each of `things` that has none yet; the rollout
+    /// releases them to their devices. Returns how many were queued.
+    async fn queue_executions(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job_id: &str,
+        things: &[String],
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "insert into engine.job_executions (job_id, thing_name, execution_number, status, queued_at)
+             select $1, thing, 1, 'QUEUED', $3 from unnest($2::text[]) as thing
+             on conflict (job_id, thing_name) do nothing",
+        )
+        .bind(job_id)
+        .bind(things)
+        .bind(self.now())
+        .execute(tx)
+        .await?
+        .rows_affected())
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobRow> {
@@ -390,6 +445,7 @@ impl Jobs {
         let rows: Vec<ExecutionRow> = sqlx::query_as(&format!(
             "select {EXECUTION_COLUMNS} from engine.job_executions
              where thing_name = any($1) and status in ('QUEUED', 'IN_PROGRESS')
+               and notified_at is not null
              order by thing_name, status = 'IN_PROGRESS' desc, queued_at, job_id"
         ))
         .bind(things)

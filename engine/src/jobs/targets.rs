@@ -125,14 +125,10 @@ pub(super) struct Reconciled {
 }
 
 impl Reconciled {
-    /// The things whose pending executions changed, each once.
-    pub(super) fn things(&self) -> Vec<String> {
-        let mut things: Vec<String> = self
-            .queued
-            .iter()
-            .chain(&self.removed)
-            .map(|e| e.thing_name.clone())
-            .collect();
+    /// The things whose execution was removed, each once: their next job may have changed.
+    /// (Queued executions reach their devices when the rollout releases them.)
+    pub(super) fn removed_things(&self) -> Vec<String> {
+        let mut things: Vec<String> = self.removed.iter().map(|e| e.thing_name.clone()).collect();
         things.sort();
         things.dedup();
         things
@@ -185,7 +181,8 @@ pub(super) async fn reconcile_continuous(
                  status = 'QUEUED', execution_number = e.execution_number + 1,
                  status_details = '{{}}', version_number = 1, queued_at = now(),
                  started_at = null, last_updated_at = now(), step_timeout_at = null,
-                 force_canceled = false
+                 force_canceled = false, notified_at = null, in_progress_timeout_at = null,
+                 failed_retries = 0, timed_out_retries = 0
              where e.status = 'REMOVED'
              returning {EXECUTION_COLUMNS}"
         ))

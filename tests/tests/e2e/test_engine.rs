@@ -2,9 +2,11 @@
 //! ephemeral ports, an `aws-sdk-iot` client signed with the engine's key, and a service-identity
 //! MQTT watcher for event topics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_iot::error::ProvideErrorMetadata;
+use flotilla_engine::clock::{Clock, SystemClock};
 use flotilla_engine::{EngineConfig, RunningEngine};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
 use serde_json::Value;
@@ -25,7 +27,13 @@ pub struct TestEngine {
 impl TestEngine {
     /// An engine with the job and job-execution events enabled, as the server enables them.
     pub async fn start() -> Self {
-        let engine = Self::start_with_aws_defaults().await;
+        Self::start_with_clock(Arc::new(SystemClock)).await
+    }
+
+    /// An engine whose deadlines and rates follow `clock` (a test clock the test moves), with
+    /// the job and job-execution events enabled.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
+        let engine = Self::start_fresh(clock).await;
         let enabled = aws_sdk_iot::types::Configuration::builder()
             .enabled(true)
             .build();
@@ -42,43 +50,34 @@ impl TestEngine {
 
     /// An engine as a new AWS account starts: every event type disabled.
     pub async fn start_with_aws_defaults() -> Self {
+        Self::start_fresh(Arc::new(SystemClock)).await
+    }
+
+    async fn start_fresh(clock: Arc<dyn Clock>) -> Self {
         let db = TestDb::create().await;
         let pool = sqlx::PgPool::connect(&db.url).await.expect("connecting");
         flotilla_server::db::MIGRATOR
             .run(&pool)
             .await
             .expect("migrating");
-        let config = EngineConfig {
-            region: REGION.into(),
-            account_id: "000000000000".into(),
-            access_key_id: "FLOTILLATEST".into(),
-            secret_access_key: "engine-api-test-secret".into(),
-            service_username: "service".into(),
-            service_password: "service-password".into(),
-        };
-        let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let engine = RunningEngine::start(pool.clone(), config.clone(), http, mqtt)
-            .await
-            .expect("starting the engine");
-        let credentials = aws_credential_types::Credentials::new(
-            config.access_key_id,
-            config.secret_access_key,
-            None,
-            None,
-            "engine-api-test",
-        );
-        let sdk = aws_sdk_iot::Config::builder()
-            .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
-            .region(aws_sdk_iot::config::Region::new(REGION))
-            .credentials_provider(credentials)
-            .endpoint_url(format!("http://{}", engine.http_addr))
-            .build();
+        let (engine, iot) = launch(pool.clone(), clock).await;
         Self {
             engine,
-            iot: aws_sdk_iot::Client::from_conf(sdk),
+            iot,
             pool,
             db,
+        }
+    }
+
+    /// Stops the engine and starts a new one on the same database, as after a crash or a
+    /// deployment.
+    pub async fn restart(self, clock: Arc<dyn Clock>) -> Self {
+        self.engine.shutdown().await;
+        let (engine, iot) = launch(self.pool.clone(), clock).await;
+        Self {
+            engine,
+            iot,
+            ..self
         }
     }
 
@@ -150,6 +149,41 @@ impl TestEngine {
             .execution
             .expect("an execution")
     }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        region: REGION.into(),
+        account_id: "000000000000".into(),
+        access_key_id: "FLOTILLATEST".into(),
+        secret_access_key: "engine-api-test-secret".into(),
+        service_username: "service".into(),
+        service_password: "service-password".into(),
+    }
+}
+
+/// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
+async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
+    let config = config();
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let engine = RunningEngine::start_with_clock(pool, config.clone(), http, mqtt, clock)
+        .await
+        .expect("starting the engine");
+    let credentials = aws_credential_types::Credentials::new(
+        config.access_key_id,
+        config.secret_access_key,
+        None,
+        None,
+        "engine-api-test",
+    );
+    let sdk = aws_sdk_iot::Config::builder()
+        .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
+        .region(aws_sdk_iot::config::Region::new(REGION))
+        .credentials_provider(credentials)
+        .endpoint_url(format!("http://{}", engine.http_addr))
+        .build();
+    (engine, aws_sdk_iot::Client::from_conf(sdk))
 }
 
 /// The next `count` messages, or fewer if 10 s pass first.
