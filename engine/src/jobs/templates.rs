@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::job_config::JobConfig;
 use super::{ErrorKind, Jobs, MAX_DOCUMENT_BYTES, PageToken, Result, ServiceError};
 use crate::model::valid_job_id;
 
@@ -451,10 +452,24 @@ impl Jobs {
                     }
                 }
                 for member in TEMPLATE_CONFIG_MEMBERS {
+                    if member == "maintenanceWindows" {
+                        continue;
+                    }
                     if let (false, Some(value)) =
                         (config.contains_key(member), template.config.get(member))
                     {
                         config.insert(member.to_owned(), value.clone());
+                    }
+                }
+                // A template's maintenance windows become the job's scheduling windows.
+                if let Some(windows) = template.config.get("maintenanceWindows") {
+                    let scheduling = config
+                        .entry("schedulingConfig")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(scheduling) = scheduling {
+                        scheduling
+                            .entry("maintenanceWindows")
+                            .or_insert_with(|| windows.clone());
                     }
                 }
             }
@@ -512,6 +527,14 @@ impl Jobs {
                     config.insert(member.to_owned(), value.clone());
                 }
             }
+        }
+        JobConfig::validate_update(&config)?;
+        if let Some(windows) = config.get("maintenanceWindows") {
+            let scheduling = Map::from_iter([("maintenanceWindows".to_owned(), windows.clone())]);
+            JobConfig::validate_update(&Map::from_iter([(
+                "schedulingConfig".to_owned(),
+                Value::Object(scheduling),
+            )]))?;
         }
         match (&document, &document_source) {
             (Some(document), _) => check_document(document)?,

@@ -58,6 +58,19 @@ async fn custom_templates_are_created_listed_used_and_deleted() {
         .send()
         .await;
     assert_eq!(code(not_json), "InvalidRequestException");
+    let absurd_rate = iot
+        .create_job_template()
+        .job_template_id("flood")
+        .description("too fast")
+        .document("{}")
+        .job_executions_rollout_config(
+            aws_sdk_iot::types::JobExecutionsRolloutConfig::builder()
+                .maximum_per_minute(1_000_000)
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(absurd_rate), "InvalidRequestException");
 
     let described = iot
         .describe_job_template()
