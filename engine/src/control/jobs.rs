@@ -382,23 +382,19 @@ async fn delete_job(
     Ok(())
 }
 
-/// ListJobs, newest first. Thing-group filters are refused: the engine has no thing groups
-/// yet (CreateJob refuses group targets), so answering with an empty list would hide that.
+/// ListJobs, newest first, filtered by status, target selection and targeted thing group.
 async fn list_jobs(
     State(state): State<ControlState>,
     Query(query): Query<QueryMap>,
 ) -> Result<Json<Value>, AwsError> {
     refuse_namespace(&query)?;
-    if query.contains_key("thingGroupName") || query.contains_key("thingGroupId") {
-        return Err(AwsError::invalid(
-            "thingGroupName and thingGroupId are not supported by the embedded engine yet",
-        ));
-    }
     let limit = max_results(&query)?;
     let after = next_token(&query)?;
     let filter = JobFilter {
         status: query.get("status").cloned(),
         target_selection: query.get("targetSelection").cloned(),
+        thing_group_name: query.get("thingGroupName").cloned(),
+        thing_group_id: query.get("thingGroupId").cloned(),
     };
     let mut rows = state
         .jobs

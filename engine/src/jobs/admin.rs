@@ -41,6 +41,9 @@ pub struct ExecutionDetail {
 pub struct JobFilter {
     pub status: Option<String>,
     pub target_selection: Option<String>,
+    /// Only jobs that target this thing group (by name; ListJobs may name it by id).
+    pub thing_group_name: Option<String>,
+    pub thing_group_id: Option<String>,
 }
 
 /// Where a page of a newest-first listing starts: after this (time, id) pair.
@@ -295,11 +298,33 @@ impl Jobs {
                 "targetSelection must be SNAPSHOT or CONTINUOUS",
             ));
         }
+        let group_id = match &filter.thing_group_id {
+            None => None,
+            Some(id) => Some(uuid::Uuid::parse_str(id).map_err(|_| {
+                ServiceError::invalid(format!("thingGroupId {id:?} is not a thing group id"))
+            })?),
+        };
+        let group_name = match (&filter.thing_group_name, group_id) {
+            (Some(name), _) => Some(name.clone()),
+            // An unknown id matches no job, like a group name no job targets.
+            (None, Some(id)) => Some(
+                sqlx::query_scalar(
+                    "select group_name from engine.thing_groups where group_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default(),
+            ),
+            (None, None) => None,
+        };
+        let group_arn = group_name.map(|name| self.arns.thing_group(&name));
         Ok(sqlx::query_as(&format!(
             "select {JOB_COLUMNS} from engine.jobs
              where ($1::text is null or status = $1)
                and ($2::text is null or target_selection = $2)
                and ($3::timestamptz is null or (created_at, job_id) < ($3, $4))
+               and ($6::text is null or $6 = any(targets))
              order by created_at desc, job_id desc limit $5"
         ))
         .bind(&filter.status)
@@ -307,6 +332,7 @@ impl Jobs {
         .bind(after.map(|t| t.at))
         .bind(after.map(|t| t.id.as_str()))
         .bind(limit)
+        .bind(group_arn)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -279,7 +279,7 @@ async fn invalid_inputs_are_invalid_request_exceptions() {
         invalid
     );
     assert_eq!(
-        code(iot.list_jobs().thing_group_name("line-3").send().await),
+        code(iot.list_jobs().thing_group_id("not-a-uuid").send().await),
         invalid
     );
     assert_eq!(

@@ -899,6 +899,41 @@ async fn jobs_target_groups_as_snapshots_and_continuously() {
         engine.describe_job("job-empty").await.status(),
         Some(&JobStatus::Completed)
     );
+
+    // ListJobs by targeted group, by name or id; a group no job targets lists none.
+    let by_group = |name: &'static str| async move {
+        let listed = iot
+            .list_jobs()
+            .thing_group_name(name)
+            .send()
+            .await
+            .expect("ListJobs by group");
+        listed
+            .jobs()
+            .iter()
+            .filter_map(|j| j.job_id().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_group("g-other").await, ["job-snap"]);
+    assert_eq!(by_group("g-empty").await, ["job-empty"]);
+    assert!(by_group("g-child").await.is_empty());
+    let other_id = iot
+        .describe_thing_group()
+        .thing_group_name("g-other")
+        .send()
+        .await
+        .expect("DescribeThingGroup")
+        .thing_group_id()
+        .expect("an id")
+        .to_owned();
+    let by_id = iot
+        .list_jobs()
+        .thing_group_id(other_id)
+        .send()
+        .await
+        .expect("ListJobs by group id");
+    assert_eq!(by_id.jobs().len(), 1);
+    assert_eq!(by_id.jobs()[0].job_id(), Some("job-snap"));
     // Unknown and malformed targets change nothing.
     assert_eq!(
         code(
