@@ -55,6 +55,16 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
+/// The sockets the engine serves, bound by the caller (so tests can use ephemeral ports and
+/// the server can report a clear error for a port in use).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The control-plane REST API.
+    pub http: TcpListener,
+    /// The MQTT broker's plain-TCP listener.
+    pub mqtt: TcpListener,
+}
+
 /// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
 pub struct RunningEngine {
     /// Where the control-plane REST API listens.
@@ -76,15 +86,14 @@ impl std::fmt::Debug for RunningEngine {
 }
 
 impl RunningEngine {
-    /// Starts the control plane on `http` and the broker on `mqtt`. The database must be
+    /// Starts the control plane and the broker on `listeners`. The database must be
     /// migrated already.
     pub async fn start(
         pool: PgPool,
         config: EngineConfig,
-        http: TcpListener,
-        mqtt: TcpListener,
+        listeners: Listeners,
     ) -> anyhow::Result<Self> {
-        Self::start_with_clock(pool, config, http, mqtt, Arc::new(SystemClock)).await
+        Self::start_with_clock(pool, config, listeners, Arc::new(SystemClock)).await
     }
 
     /// [`RunningEngine::start`] with the time taken from `clock`, e.g. a
@@ -92,10 +101,10 @@ impl RunningEngine {
     pub async fn start_with_clock(
         pool: PgPool,
         config: EngineConfig,
-        http: TcpListener,
-        mqtt: TcpListener,
+        listeners: Listeners,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let Listeners { http, mqtt } = listeners;
         let http_addr = http
             .local_addr()
             .context("control-plane listener address")?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use flotilla_engine::{EngineConfig, RunningEngine};
+use flotilla_engine::{EngineConfig, Listeners, RunningEngine};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -143,8 +143,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let mqtt = TcpListener::bind(mqtt_listen)
                 .await
                 .with_context(|| format!("binding the engine's MQTT listener to {mqtt_listen}"))?;
-            let engine =
-                RunningEngine::start(pool.clone(), engine_config.clone(), http, mqtt).await?;
+            let engine = RunningEngine::start(
+                pool.clone(),
+                engine_config.clone(),
+                Listeners { http, mqtt },
+            )
+            .await?;
             let credentials = aws_credential_types::Credentials::new(
                 engine_config.access_key_id.clone(),
                 engine_config.secret_access_key.clone(),

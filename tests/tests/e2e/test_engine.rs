@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_iot::error::ProvideErrorMetadata;
 use flotilla_engine::clock::{Clock, SystemClock};
-use flotilla_engine::{EngineConfig, RunningEngine};
+use flotilla_engine::{EngineConfig, Listeners, RunningEngine};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -167,9 +167,10 @@ async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aw
     let config = config();
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let engine = RunningEngine::start_with_clock(pool, config.clone(), http, mqtt, clock)
-        .await
-        .expect("starting the engine");
+    let engine =
+        RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt }, clock)
+            .await
+            .expect("starting the engine");
     let credentials = aws_credential_types::Credentials::new(
         config.access_key_id,
         config.secret_access_key,
