@@ -23,6 +23,8 @@ enum Code {
     ResourceNotFound,
     VersionMismatch,
     InternalError,
+    RequestThrottled,
+    TerminalStateReached,
 }
 
 impl From<ErrorKind> for Code {
@@ -140,6 +142,17 @@ pub(super) async fn handle(jobs: &Jobs, identity: &Identity, topic: &str, payloa
             "clientToken is longer than 64 characters",
         );
         return reply(&jobs.broker, topic, None, Err(rejection));
+    }
+
+    if !jobs.throttle.admit(thing) {
+        let rejection = Rejection::new(
+            Code::RequestThrottled,
+            format!(
+                "{thing} is over {} requests per second",
+                super::throttle::REQUESTS_PER_SECOND
+            ),
+        );
+        return reply(&jobs.broker, topic, client_token, Err(rejection));
     }
 
     let result = match operation.split('/').collect::<Vec<_>>().as_slice() {
@@ -276,8 +289,14 @@ fn execution_state(execution: &ExecutionRow) -> Value {
     })
 }
 
-/// `$aws/things/{thing}/jobs/notify`: the pending list changed.
+/// How many pending executions a `notify` message lists at most (the developer guide's
+/// `ListNotification`: "no more than 10").
+const NOTIFY_LIMIT: usize = 10;
+
+/// `$aws/things/{thing}/jobs/notify`: the pending list changed. `pending` is ordered
+/// IN_PROGRESS first, then by queue time, so the first ten are the ones AWS would list.
 pub(super) fn publish_notify(broker: &Broker, thing: &str, pending: &[ExecutionRow]) {
+    let pending = &pending[..pending.len().min(NOTIFY_LIMIT)];
     let mut jobs = Map::new();
     for status in [ExecutionStatus::InProgress, ExecutionStatus::Queued] {
         let list: Vec<Value> = pending
@@ -393,6 +412,11 @@ async fn start_next(jobs: &Jobs, thing: &str, request: StartNextRequest) -> Repl
     .await
     .map_err(ServiceError::from)?;
     tx.commit().await.map_err(ServiceError::from)?;
+    if next.status() == ExecutionStatus::Queued {
+        // The pending list changed; the head did not (start-next takes the head).
+        jobs.announce_pending(&[thing.to_owned()], &|_, _| false)
+            .await;
+    }
     let document = jobs.job(&started.job_id).await?.document;
     let document: Value = serde_json::from_str(&document).unwrap_or(Value::Null);
     Ok(object(
@@ -436,6 +460,16 @@ async fn describe(jobs: &Jobs, thing: &str, job_id: &str, request: DescribeReque
             format!("No job execution of {job_id} for {thing}"),
         ));
     };
+    // The data-plane model lists TerminalStateException for DescribeJobExecution, and the
+    // MQTT guide: "a command to describe a job is performed on a job that is in a terminal
+    // state". The device has nothing left to do for it.
+    if execution.status().is_terminal() {
+        return Err(Rejection {
+            code: Code::TerminalStateReached,
+            message: format!("the job execution is already {}", execution.status),
+            execution_state: Some(execution_state(&execution)),
+        });
+    }
     if request
         .execution_number
         .is_some_and(|n| n != execution.execution_number)
@@ -587,6 +621,11 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
             next != next_before.as_deref() || retried.is_some()
         })
         .await;
+    } else if current.status() == ExecutionStatus::Queued {
+        // QUEUED → IN_PROGRESS changes the pending list ("changes to a non-terminal status"),
+        // and moves this execution ahead of the QUEUED ones: the head may have changed.
+        jobs.announce_pending(&things, &|_, next| next != next_before.as_deref())
+            .await;
     }
     if let Some(job) = completed {
         jobs.announce_completed(&job).await;

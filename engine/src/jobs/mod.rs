@@ -18,6 +18,7 @@ mod rollout;
 mod targets;
 pub mod templates;
 mod things;
+mod throttle;
 mod timeouts;
 mod update;
 
@@ -173,6 +174,8 @@ pub struct Jobs {
     pub arns: Arns,
     /// The `$aws/events/…` types to publish (UpdateEventConfigurations).
     enabled_events: event_config::EnabledEvents,
+    /// Device requests over the per-thing rate get `RequestThrottled`.
+    throttle: throttle::Throttle,
 }
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
@@ -204,6 +207,7 @@ impl Jobs {
             clock,
             arns,
             enabled_events: Default::default(),
+            throttle: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod device_isolation;
 mod engine_api;
+mod engine_mqtt;
 mod engine_rollout;
 mod engine_templates;
 mod engine_things;
