@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the dashboard server.
     Serve(Box<ServeArgs>),
+    /// Run a simulated fleet: devices `sim-0001` … each with its own MQTT connection.
+    Simulate(Box<SimulateArgs>),
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -78,6 +80,46 @@ struct ServeArgs {
     reconcile_seconds: u64,
 }
 
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The MQTT endpoint (the engine's device listener).
+    #[arg(long, env = "FLOTILLA_MQTT", default_value = "127.0.0.1:18830")]
+    mqtt: String,
+    /// How many devices.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// The number of the first device (`sim-0001` is 1).
+    #[arg(long, default_value_t = 1)]
+    first: usize,
+    /// Shortest simulated work per job, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    min_work_ms: u64,
+    /// Longest simulated work per job, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    max_work_ms: u64,
+    /// Percentage of jobs that fail.
+    #[arg(long, default_value_t = 0.0)]
+    failure_percent: f64,
+    /// Percentage of jobs that are rejected.
+    #[arg(long, default_value_t = 0.0)]
+    reject_percent: f64,
+    /// Percentage of jobs that hang until they time out.
+    #[arg(long, default_value_t = 0.0)]
+    hang_percent: f64,
+    /// Churn: mean seconds a device stays online (0: always online).
+    #[arg(long, default_value_t = 0)]
+    online_seconds: u64,
+    /// Churn: mean seconds a device stays offline.
+    #[arg(long, default_value_t = 30)]
+    offline_seconds: u64,
+    /// Seconds a device is away when a job reboots it.
+    #[arg(long, default_value_t = 5)]
+    reboot_seconds: u64,
+    /// The software version devices report before any install.
+    #[arg(long, default_value = "1.0.0")]
+    initial_version: String,
+}
+
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -97,6 +139,7 @@ pub fn main() -> anyhow::Result<()> {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Command::Simulate(args) => simulate(*args).await,
             Command::Serve(args) => {
                 let config = ServeConfig {
                     database_url: args.database_url,
@@ -125,6 +168,62 @@ pub fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `flotilla simulate`: runs the fleet until Ctrl-C or SIGTERM.
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use flotilla_agent::simulator::{self, Profile};
+    let (host, port) = args
+        .mqtt
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .context("--mqtt must be host:port")?;
+    let limit = simulator::raise_open_file_limit(args.devices as u64 + 256);
+    if limit < args.devices as u64 + 64 {
+        anyhow::bail!(
+            "{} devices need as many open files, and this process may only open {limit}",
+            args.devices
+        );
+    }
+    let profile = Profile {
+        min_work: Duration::from_millis(args.min_work_ms),
+        max_work: Duration::from_millis(args.max_work_ms),
+        failure_rate: args.failure_percent / 100.0,
+        reject_rate: args.reject_percent / 100.0,
+        hang_rate: args.hang_percent / 100.0,
+        churn: (args.online_seconds > 0).then(|| {
+            (
+                Duration::from_secs(args.online_seconds),
+                Duration::from_secs(args.offline_seconds),
+            )
+        }),
+        reboot_time: Duration::from_secs(args.reboot_seconds),
+        initial_version: args.initial_version,
+        ..Profile::default()
+    };
+    let things: Vec<String> = (args.first..args.first + args.devices)
+        .map(simulator::thing_name)
+        .collect();
+    println!("simulating {} devices against {host}:{port}", things.len());
+    let online = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut fleet = simulator::start_fleet(&host, port, things, profile, Some(online.clone()));
+    // One line every few seconds, which `cargo xtask bench simulate` reads.
+    let report = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            println!(
+                "connected: {}",
+                online.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    };
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = report => {}
+    }
+    fleet.shutdown().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

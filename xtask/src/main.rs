@@ -2,10 +2,13 @@
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
+//! - `bench simulate`: 10,000 simulated devices against the local server; memory per device
+//!   and the agent's size and idle RSS, written to `docs/benchmarks.md`.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
 
+mod bench;
 mod frontend;
 mod postgres;
 mod python;
@@ -20,12 +23,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
+        Some("bench") => bench::run_bench(&args[1..]),
         Some("frontend") => {
             use_ci_target_dir()?;
             frontend::build(&workspace_root())
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend>");
+            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate>");
             std::process::exit(2);
         }
     }

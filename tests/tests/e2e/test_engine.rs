@@ -81,6 +81,25 @@ impl TestEngine {
         }
     }
 
+    /// Stops the engine and starts a new one on the same database and the same ports, as a
+    /// broker restart looks to a device that reconnects to the address it knows.
+    pub async fn restart_on_same_ports(self) -> Self {
+        let (http_addr, mqtt_addr) = (self.engine.http_addr, self.engine.mqtt_addr);
+        self.engine.shutdown().await;
+        let http = TcpListener::bind(http_addr)
+            .await
+            .expect("the same control-plane port");
+        let mqtt = TcpListener::bind(mqtt_addr)
+            .await
+            .expect("the same MQTT port");
+        let (engine, iot) = launch_on(self.pool.clone(), Arc::new(SystemClock), http, mqtt).await;
+        Self {
+            engine,
+            iot,
+            ..self
+        }
+    }
+
     pub async fn stop(self) {
         self.engine.shutdown().await;
         self.pool.close().await;
@@ -164,9 +183,19 @@ fn config() -> EngineConfig {
 
 /// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
 async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
-    let config = config();
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    launch_on(pool, clock, http, mqtt).await
+}
+
+/// Starts an engine on `pool` with the given listeners, and a client for its control plane.
+async fn launch_on(
+    pool: sqlx::PgPool,
+    clock: Arc<dyn Clock>,
+    http: TcpListener,
+    mqtt: TcpListener,
+) -> (RunningEngine, aws_sdk_iot::Client) {
+    let config = config();
     let engine =
         RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt }, clock)
             .await
