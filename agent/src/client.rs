@@ -236,6 +236,16 @@ impl Session {
                 Ok(Some((status.to_owned(), version)))
             }
             Reply::Rejected(body) if body["code"] == "ResourceNotFound" => Ok(None),
+            // The service answers a describe of a finished execution with TerminalStateReached
+            // and the execution's state.
+            Reply::Rejected(body) if body["code"] == "TerminalStateReached" => {
+                let state = &body["executionState"];
+                let status = state["status"].as_str().unwrap_or("TERMINAL").to_owned();
+                Ok(Some((
+                    status,
+                    state["versionNumber"].as_i64().unwrap_or_default(),
+                )))
+            }
             Reply::Rejected(body) => bail!("get of {job_id} rejected: {body}"),
         }
     }

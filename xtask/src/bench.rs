@@ -1,5 +1,6 @@
-//! `cargo xtask bench simulate`: how many simulated devices one process holds, and what the
-//! device agent costs.
+//! `cargo xtask bench …`: the benchmarks, and the process plumbing they share.
+//!
+//! `simulate`: how many simulated devices one process holds, and what the device agent costs.
 //!
 //! Builds the release binaries, starts `flotilla serve` in local mode (the embedded engine and
 //! its broker), then `flotilla simulate` with a small fleet and with the full fleet (10,000 by
@@ -27,24 +28,61 @@ const BASELINE_DEVICES: usize = 100;
 /// `cargo xtask bench simulate [--devices N]`.
 pub fn run_bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
-        Some("simulate") => {
-            let devices = match args.get(1).map(String::as_str) {
-                Some("--devices") => args
-                    .get(2)
-                    .context("--devices needs a number")?
-                    .parse()
-                    .context("--devices needs a number")?,
-                Some(other) => bail!("unknown argument {other:?}"),
-                None => 10_000,
-            };
-            simulate(devices)
-        }
-        _ => bail!("usage: cargo xtask bench simulate [--devices N]"),
+        Some("simulate") => simulate(devices_arg(&args[1..])?),
+        Some("engine") => crate::bench_engine::engine(devices_arg(&args[1..])?),
+        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N]"),
     }
 }
 
+/// `[--devices N]`, 10,000 by default.
+fn devices_arg(args: &[String]) -> Result<usize> {
+    match args.first().map(String::as_str) {
+        Some("--devices") => args
+            .get(1)
+            .context("--devices needs a number")?
+            .parse()
+            .context("--devices needs a number"),
+        Some(other) => bail!("unknown argument {other:?}"),
+        None => Ok(10_000),
+    }
+}
+
+/// Raises this process's open-file limit (inherited by the children it starts) to `wanted`,
+/// or as far as the hard limit allows.
+pub(crate) fn raise_open_file_limit(wanted: u64) -> Result<()> {
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
+        && soft < wanted
+    {
+        rlimit::Resource::NOFILE
+            .set(wanted.min(hard), hard)
+            .context("raising the open-file limit")?;
+    }
+    Ok(())
+}
+
+/// Replaces the section of `docs/benchmarks.md` that starts with `heading` (up to the next
+/// `## `), or appends it, so each benchmark updates only its own figures.
+pub(crate) fn write_section(root: &Path, heading: &str, section: &str) -> Result<()> {
+    let path = root.join("docs/benchmarks.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let updated = match current.find(heading) {
+        Some(start) => {
+            let rest = &current[start + heading.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(current.len(), |i| start + heading.len() + i + 1);
+            format!("{}{section}{}", &current[..start], &current[end..])
+        }
+        None => format!(
+            "{}\n{section}",
+            current.trim_end_matches('\n').to_owned() + "\n"
+        ),
+    };
+    std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Kills the child when dropped, so a failed benchmark leaves nothing running.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -57,14 +95,7 @@ fn simulate(devices: usize) -> Result<()> {
     let root = workspace_root();
     let target = target_dir(&root);
     // Every connection is a file descriptor, in the server (inherited) and the simulator.
-    let wanted = devices as u64 * 2 + 1024;
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
-        && soft < wanted
-    {
-        rlimit::Resource::NOFILE
-            .set(wanted.min(hard), hard)
-            .context("raising the open-file limit")?;
-    }
+    raise_open_file_limit(devices as u64 * 2 + 1024)?;
     run(cargo(&root).args([
         "build",
         "--release",
@@ -87,12 +118,14 @@ fn simulate(devices: usize) -> Result<()> {
         .current_dir(&root)
         .env("DATABASE_URL", &database_url)
         .env("RUST_LOG", "warn")
+        // The simulated devices connect as `sim-0001` …; the engine admits registered things.
+        .env("FLOTILLA_REGISTER_THINGS", sim_things(devices).join(","))
         .args(["serve", "--iot", "local", "--listen", "127.0.0.1:0"])
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
         .stdout(Stdio::piped());
     let mut server = Running(serve.spawn().context("starting flotilla serve")?);
     let lines = lines_of(server.0.stdout.take().context("server stdout")?);
-    wait_for_line(&lines, "Flotilla is running", Duration::from_secs(120))?;
+    wait_for_line(&lines, "Flotilla is running", Duration::from_secs(900))?;
     let server_rss_before = rss_kib(server.0.id())?;
 
     let (baseline_rss, _) = run_fleet(&release, mqtt_port, BASELINE_DEVICES)?;
@@ -106,10 +139,10 @@ fn simulate(devices: usize) -> Result<()> {
     drop(postgres);
 
     let report = format!(
-        "# Benchmarks\n\n\
-         Measured by `cargo xtask bench simulate` (release build) on the development machine \
-         (2 cores), against `flotilla serve` in local mode on the same machine.\n\n\
-         ## Fleet simulator\n\n\
+        "## Fleet simulator and device agent (`cargo xtask bench simulate`)\n\n\
+         Release build on the development machine (2 cores), against `flotilla serve` in local \
+         mode on the same machine.\n\n\
+         ### Fleet simulator\n\n\
          | Figure | Value |\n|---|---|\n\
          | Simulated devices connected (one MQTT connection each) | {devices} |\n\
          | Time until all were connected | {connect:.1} s |\n\
@@ -117,7 +150,7 @@ fn simulate(devices: usize) -> Result<()> {
          | Simulator RSS with {devices} devices | {full_mib:.1} MiB |\n\
          | Memory per simulated device | {per_device_kib:.1} KiB |\n\
          | Server RSS (engine and broker) before / with the fleet connected | {server_before:.1} / {server_after:.1} MiB |\n\n\
-         ## Device agent\n\n\
+         ### Device agent\n\n\
          | Figure | Value | Target |\n|---|---|---|\n\
          | `flotilla-agent` size, stripped | {size_mib:.2} MiB | under 10 MB |\n\
          | `flotilla-agent` RSS, connected and idle | {agent_mib:.1} MiB | under 15 MB |\n",
@@ -129,10 +162,14 @@ fn simulate(devices: usize) -> Result<()> {
         size_mib = agent_size as f64 / (1024.0 * 1024.0),
         agent_mib = agent_rss as f64 / 1024.0,
     );
-    let path = root.join("docs/benchmarks.md");
-    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    write_section(&root, "## Fleet simulator and device agent", &report)?;
     println!("{report}");
     Ok(())
+}
+
+/// The thing names `flotilla simulate --devices N` connects as.
+pub(crate) fn sim_things(devices: usize) -> Vec<String> {
+    (1..=devices).map(|i| format!("sim-{i:04}")).collect()
 }
 
 /// Runs `flotilla simulate` with `devices` devices until all are connected and settled;
@@ -196,12 +233,12 @@ fn measure_agent(release: &Path, mqtt_port: u16) -> Result<(u64, u64)> {
 }
 
 /// A port free right now on loopback.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The resident set size of a process, in KiB (`VmRSS` in `/proc/{pid}/status`).
-fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading the status of process {pid}"))?;
     status
@@ -212,7 +249,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// The lines a child prints, read on a thread of their own.
-fn lines_of(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+pub(crate) fn lines_of(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -225,7 +262,11 @@ fn lines_of(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
 }
 
 /// Waits for a line that contains `needle`.
-fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    needle: &str,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

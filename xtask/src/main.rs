@@ -9,6 +9,7 @@
 //! installed from here, so the README's two commands work on a machine with only rustup.
 
 mod bench;
+mod bench_engine;
 mod frontend;
 mod postgres;
 mod python;

@@ -134,6 +134,18 @@ impl Postgres {
         Ok(cluster.url(name))
     }
 
+    /// A PostgreSQL client program (`psql`, `pgbench`) matching the server when we run it, else
+    /// the newest installed one.
+    pub fn client_tool(&self, name: &str) -> Result<PathBuf> {
+        let bin = match &self.cluster {
+            Some(cluster) => Some(cluster.bin.clone()),
+            None => find_bindir(),
+        };
+        bin.map(|dir| dir.join(name))
+            .filter(|path| path.is_file())
+            .with_context(|| format!("no PostgreSQL client program {name} found"))
+    }
+
     /// Stops the private cluster if this process started it. Safe to call more than once; errors
     /// are printed, not returned, because this also runs from `Drop`.
     pub fn stop(&mut self) {
