@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod stream;
+
 /// The status of a job, as AWS IoT reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -2,10 +2,12 @@
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
+//! - `bench server`: the dashboard server's benchmark, written to docs/benchmarks-server.md.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
 
+mod bench_server;
 mod frontend;
 mod postgres;
 mod python;
@@ -20,12 +22,17 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("server") => {
+            let root = workspace_root();
+            let target = target_dir(&root);
+            bench_server::run_bench(&root, &target)
+        }
         Some("frontend") => {
             use_ci_target_dir()?;
             frontend::build(&workspace_root())
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend>");
+            eprintln!("usage: cargo xtask <demo | ci | frontend | bench server>");
             std::process::exit(2);
         }
     }
