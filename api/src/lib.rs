@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod install;
+pub mod stream;
 pub use install::InstallDocument;
 
 /// The status of a job, as AWS IoT reports it.

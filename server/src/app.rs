@@ -1,11 +1,13 @@
 //! Assembling the server: database, IoT client, the embedded engine in local mode, the event
-//! subscriber, the projection refresher, the simulated fleet and the HTTP listener.
+//! subscriber and ingestor, the reconciler, the change-feed listener, the simulated fleet and
+//! the HTTP listener.
 //!
 //! [`start`] is what `flotilla serve` runs and what the end-to-end tests call, so the tests
 //! drive exactly the server users run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::iot::Iot;
+use crate::ops::Metrics;
+use crate::projection::reconcile::ReconcileConfig;
 use crate::projection::{self, EventSource, Projection};
+use crate::stream::ChangeHub;
 
 /// Which IoT service the server talks to.
 #[derive(Debug, Clone)]
@@ -44,6 +49,8 @@ pub struct ServeConfig {
     pub region: String,
     pub static_dir: PathBuf,
     pub reconcile_every: Duration,
+    /// IoT requests per second reconciliation may spend.
+    pub reconcile_budget: f64,
 }
 
 /// What request handlers share. Cheap to clone.
@@ -51,16 +58,29 @@ pub struct ServeConfig {
 pub struct AppState {
     pub iot: Iot,
     pub projection: Projection,
-    /// Asks the refresher to re-read a job soon.
+    /// Asks reconciliation to re-read a job soon.
     pub changed: mpsc::UnboundedSender<String>,
+    /// This process's counters, served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The live change feed behind `/api/v1/stream`.
+    pub changes: ChangeHub,
 }
 
-/// The whole HTTP application: the API under `/api/v1`, `/healthz`, and the web UI.
+/// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
+/// `/readyz`, `/metrics`, and the web UI.
 pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
     let ui = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     Router::new()
-        .nest("/api/v1", crate::api::router())
+        .nest(
+            "/api/v1",
+            crate::api::router().merge(crate::stream::router()),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(crate::ops::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ops::count_requests,
+        ))
         .with_state(state)
         .fallback_service(ui)
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -87,14 +107,24 @@ impl RunningServer {
         if let Some(mut simulator) = self.simulator.take() {
             simulator.shutdown().await;
         }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        // Stream clients end on the cancellation; a task that still hangs is not waited for.
+        for mut task in self.tasks.drain(..) {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a server task did not stop within {SHUTDOWN_GRACE:?}; aborting it");
+                task.abort();
+            }
         }
         if let Some(engine) = self.engine.take() {
             engine.shutdown().await;
         }
     }
 }
+
+/// How long shutdown waits for each task (in-flight requests included).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A random secret for credentials that live only as long as this process.
 fn ephemeral_secret() -> String {
@@ -205,20 +235,36 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         tracing::warn!(%error, "could not enable the job events: {error}");
     }
 
+    let metrics = Arc::new(Metrics::default());
     let projection = Projection::new(pool.clone(), iot.clone());
-    tasks.push(tokio::spawn(projection::run_refresher(
+    tasks.push(tokio::spawn(projection::run_reconciler(
         projection.clone(),
         changed_rx,
-        config.reconcile_every,
+        ReconcileConfig {
+            every: config.reconcile_every,
+            budget: config.reconcile_budget,
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    )));
+    let (ingest_tx, ingest_rx) = mpsc::channel(10_000);
+    tasks.push(tokio::spawn(projection::events::run_ingestor(
+        projection.clone(),
+        ingest_rx,
+        changed_tx.clone(),
+        metrics.clone(),
         shutdown.clone(),
     )));
     if let Some(events) = events {
         tasks.push(tokio::spawn(projection::run_event_subscriber(
             events,
-            changed_tx.clone(),
+            ingest_tx,
+            metrics.clone(),
             shutdown.clone(),
         )));
     }
+    let changes = ChangeHub::new(pool.clone(), metrics.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(crate::stream::run_listener(changes.clone())));
 
     for thing in &register {
         iot.create_thing(thing)
@@ -260,6 +306,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         iot,
         projection,
         changed: changed_tx,
+        metrics,
+        changes,
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

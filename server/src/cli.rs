@@ -78,6 +78,20 @@ struct ServeArgs {
     /// QUEUED or IN_PROGRESS executions).
     #[arg(long, env = "FLOTILLA_RECONCILE_SECONDS", default_value_t = 5)]
     reconcile_seconds: u64,
+    /// IoT requests per second reconciliation may make (DescribeJob and each page of
+    /// ListJobExecutionsForJob count one); it backs off further when IoT throttles.
+    #[arg(long, env = "FLOTILLA_RECONCILE_BUDGET", default_value_t = 10.0, value_parser = positive_rate)]
+    reconcile_budget: f64,
+}
+
+/// A request rate: a positive number of requests per second.
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{value:?} is not a positive number of requests per second"
+        )),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,6 +172,7 @@ pub fn main() -> anyhow::Result<()> {
                     region: args.region,
                     static_dir: args.static_dir,
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
+                    reconcile_budget: args.reconcile_budget,
                 };
                 let server = app::start(config).await?;
                 println!("Flotilla is running at http://{}/", server.addr);

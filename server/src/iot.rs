@@ -279,3 +279,78 @@ impl Iot {
         Ok(all)
     }
 }
+
+/// What reconciliation and the readiness probe ask of IoT.
+impl Iot {
+    /// One page of ListJobExecutionsForJob and the token of the next page, if any.
+    pub async fn executions_page(
+        &self,
+        job_id: &str,
+        next_token: Option<String>,
+        max_results: i32,
+    ) -> Result<(Vec<ExecutionSnapshot>, Option<String>), IotError> {
+        let page = self
+            .client
+            .list_job_executions_for_job()
+            .job_id(job_id)
+            .max_results(max_results)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?;
+        let executions = page
+            .execution_summaries
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let thing_name = item
+                    .thing_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit_once("thing/"))
+                    .map(|(_, n)| n.to_owned())?;
+                let summary = item.job_execution_summary;
+                Some(ExecutionSnapshot {
+                    thing_name,
+                    status: summary
+                        .as_ref()
+                        .and_then(|s| s.status.as_ref())
+                        .map(JobExecutionStatus::as_str)
+                        .unwrap_or("QUEUED")
+                        .to_owned(),
+                    execution_number: summary.as_ref().and_then(|s| s.execution_number),
+                    queued_at: time(summary.as_ref().and_then(|s| s.queued_at.as_ref())),
+                    started_at: time(summary.as_ref().and_then(|s| s.started_at.as_ref())),
+                    updated_at: time(summary.as_ref().and_then(|s| s.last_updated_at.as_ref())),
+                })
+            })
+            .collect();
+        Ok((executions, page.next_token.filter(|t| !t.is_empty())))
+    }
+
+    /// A cheap authenticated call (DescribeEventConfigurations) proving IoT answers.
+    pub async fn ping(&self) -> Result<(), IotError> {
+        self.client
+            .describe_event_configurations()
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?;
+        Ok(())
+    }
+}
+
+impl IotError {
+    /// Whether IoT refused the call for its rate (the caller should slow down and retry).
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            Self::Upstream(message) => [
+                "ThrottlingException",
+                "TooManyRequestsException",
+                "LimitExceededException",
+                "Throttling",
+            ]
+            .iter()
+            .any(|code| message.starts_with(code)),
+            _ => false,
+        }
+    }
+}

@@ -7,10 +7,14 @@
 //! - [`projection`]: the server's copy of jobs and executions in PostgreSQL, kept current from
 //!   `$aws/events` and periodic reconciliation.
 //! - [`api`]: the JSON API under `/api/v1`.
+//! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
+//! - [`ops`]: `/readyz`, `/metrics` and request counting.
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod db;
 pub mod iot;
+pub mod ops;
 pub mod projection;
+pub mod stream;

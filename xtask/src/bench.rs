@@ -30,7 +30,11 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("simulate") => simulate(devices_arg(&args[1..])?),
         Some("engine") => crate::bench_engine::engine(devices_arg(&args[1..])?),
-        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N]"),
+        Some("server") => {
+            let root = workspace_root();
+            crate::bench_server::run_bench(&root, &target_dir(&root))
+        }
+        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N] | server"),
     }
 }
 

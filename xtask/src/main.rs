@@ -2,14 +2,14 @@
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
-//! - `bench simulate`: 10,000 simulated devices against the local server; memory per device
-//!   and the agent's size and idle RSS, written to `docs/benchmarks.md`.
+//! - `bench simulate | engine | server`: the benchmarks; figures go to `docs/benchmarks.md`.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
 
 mod bench;
 mod bench_engine;
+mod bench_server;
 mod frontend;
 mod postgres;
 mod python;
@@ -30,7 +30,7 @@ fn main() -> Result<()> {
             frontend::build(&workspace_root())
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate>");
+            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate|engine|server>");
             std::process::exit(2);
         }
     }

@@ -412,6 +412,9 @@ async fn start_next(jobs: &Jobs, thing: &str, request: StartNextRequest) -> Repl
     .await
     .map_err(ServiceError::from)?;
     tx.commit().await.map_err(ServiceError::from)?;
+    if started.version_number != next.version_number {
+        events::execution_progress(jobs, &started);
+    }
     if next.status() == ExecutionStatus::Queued {
         // The pending list changed; the head did not (start-next takes the head).
         jobs.announce_pending(&[thing.to_owned()], &|_, _| false)
@@ -614,8 +617,12 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
     };
     tx.commit().await.map_err(db)?;
 
+    // The old attempt's end goes out before the retry's start, in the order they happened.
     if status.is_terminal() {
         events::execution(jobs, &updated);
+    }
+    events::execution_progress(jobs, retried.as_ref().unwrap_or(&updated));
+    if status.is_terminal() {
         // A retry is a new execution of the same job: the device's next execution changed.
         jobs.announce_pending(&things, &|_, next| {
             next != next_before.as_deref() || retried.is_some()

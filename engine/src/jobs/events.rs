@@ -1,6 +1,13 @@
 //! `$aws/events/…` messages, with the payloads of the AWS developer guide ("Jobs events").
 //! The dashboard subscribes to them to keep its projection current. Each type is published
 //! only while the account's event configuration enables it ([`super::event_config`]).
+//!
+//! AWS announces no QUEUED or IN_PROGRESS change, so a dashboard would have to poll for
+//! them. The engine adds one documented extension, published while JOB_EXECUTION events are
+//! enabled: `flotilla/events/jobExecution/{jobId}/{status}` (`queued`, `in_progress`) with
+//! the AWS payload plus `executionNumber`, `versionNumber`, `queuedAt`, `startedAt` and
+//! `lastUpdatedAt` (epoch milliseconds), so a subscriber can order what it hears. Clients
+//! written for AWS never subscribe to it and never see it.
 
 use serde_json::json;
 
@@ -14,6 +21,42 @@ pub(super) fn execution(jobs: &Jobs, execution: &ExecutionRow) {
     {
         execution_event(jobs, execution, operation);
     }
+}
+
+/// `flotilla/events/jobExecution/{jobId}/{status}` for an execution that is now QUEUED (a
+/// retry) or IN_PROGRESS (started, or its statusDetails changed): the extension described
+/// above. Final states go out on AWS's topic only ([`execution`]).
+pub(super) fn execution_progress(jobs: &Jobs, execution: &ExecutionRow) {
+    if !jobs.enabled_events.contains("JOB_EXECUTION") {
+        return;
+    }
+    let operation = match ExecutionStatus::parse(&execution.status) {
+        Some(ExecutionStatus::Queued) => "queued",
+        Some(ExecutionStatus::InProgress) => "in_progress",
+        _ => return,
+    };
+    let body = json!({
+        "eventType": "JOB_EXECUTION",
+        "eventId": uuid::Uuid::new_v4().to_string(),
+        "timestamp": chrono::Utc::now().timestamp(),
+        "operation": operation,
+        "jobId": execution.job_id,
+        "thingArn": jobs.arns.thing(&execution.thing_name),
+        "status": execution.status,
+        "statusDetails": execution.status_details,
+        "executionNumber": execution.execution_number,
+        "versionNumber": execution.version_number,
+        "queuedAt": execution.queued_at.timestamp_millis(),
+        "startedAt": execution.started_at.map(|t| t.timestamp_millis()),
+        "lastUpdatedAt": execution.last_updated_at.timestamp_millis(),
+    });
+    jobs.broker.publish(
+        &format!(
+            "flotilla/events/jobExecution/{}/{operation}",
+            execution.job_id
+        ),
+        body.to_string(),
+    );
 }
 
 /// `$aws/events/jobExecution/{jobId}/deleted` for an execution DeleteJobExecution deleted.

@@ -56,13 +56,11 @@ impl Jobs {
             .fetch_all(&mut *tx)
             .await?;
             let mut retried = Vec::new();
+            let mut retries = Vec::new();
             for execution in &expired {
-                if self
-                    .retry_if_configured(&mut tx, execution)
-                    .await?
-                    .is_some()
-                {
+                if let Some(retry) = self.retry_if_configured(&mut tx, execution).await? {
                     retried.push(execution.thing_name.clone());
+                    retries.push(retry);
                 }
             }
             let completed = complete_if_done(&mut tx, &job_id).await?;
@@ -73,6 +71,9 @@ impl Jobs {
             for execution in &expired {
                 tracing::info!(job.id = %job_id, thing = %execution.thing_name, "execution of {job_id} on {} timed out", execution.thing_name);
                 events::execution(self, execution);
+            }
+            for retry in &retries {
+                events::execution_progress(self, retry);
             }
             // Each of these was its thing's next execution (IN_PROGRESS comes first), so the
             // next one changed for all of them; a retry is a new execution of the same job.

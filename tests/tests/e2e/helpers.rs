@@ -93,6 +93,7 @@ impl TestApp {
             region: "us-east-1".into(),
             static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
             reconcile_every: Duration::from_millis(500),
+            reconcile_budget: 50.0,
         })
         .await
         .expect("starting the server");

@@ -10,5 +10,6 @@ mod engine_templates;
 mod engine_things;
 mod helpers;
 mod jobs;
+mod projection;
 mod seed_device;
 mod test_engine;
