@@ -7,9 +7,11 @@
 //! - [`projection`]: the server's copy of jobs and executions in PostgreSQL, kept current from
 //!   `$aws/events` and periodic reconciliation.
 //! - [`api`]: the JSON API under `/api/v1`.
+//! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod db;
 pub mod iot;

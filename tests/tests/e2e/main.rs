@@ -1,6 +1,11 @@
 //! End-to-end tests: the real server in local mode (embedded engine, MQTT broker, simulated
 //! devices) on ephemeral ports and its own database, driven through the HTTP API.
 
+mod api_audit;
+mod api_fleet;
+mod api_jobs;
+mod api_support;
+mod api_templates;
 mod device_isolation;
 mod engine_api;
 mod engine_rollout;
