@@ -487,7 +487,7 @@ mod tests {
         ];
         for (options, field) in cases {
             let fields = problems_of(options.clone());
-            assert_eq!(fields, [field], "{options}");
+            assert_eq!(fields.first().map(String::as_str), Some(field), "{options}");
         }
     }
 }
