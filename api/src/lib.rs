@@ -6,8 +6,27 @@
 
 use serde::{Deserialize, Serialize};
 
+mod audit;
+mod fleet;
+mod job_options;
+mod templates;
+
+pub use audit::{AuditEntry, AuditPage};
+pub use fleet::{
+    Thing, ThingDetail, ThingExecution, ThingGroup, ThingGroupDetail, ThingGroupList, ThingList,
+};
+pub use job_options::{
+    AbortCriterion, AbortOptions, ExponentialRate, MaintenanceWindow, PresignedUrlOptions,
+    RateIncreaseCriteria, RetryCriterion, RetryOptions, RolloutOptions, SchedulingOptions,
+    TimeoutOptions,
+};
+pub use templates::{
+    ImportedTemplates, PreviewTemplate, RenderedTemplate, SaveTemplate, Template, TemplateList,
+    TemplateParameter,
+};
 pub mod install;
 pub mod stream;
+
 pub use install::InstallDocument;
 
 /// The status of a job, as AWS IoT reports it.
@@ -123,7 +142,9 @@ pub struct JobDetail {
     pub executions: Vec<Execution>,
 }
 
-/// `POST /api/v1/jobs`: create a job from a raw job document.
+/// `POST /api/v1/jobs`: create a job from a raw job document or from a template, with every
+/// option AWS IoT offers. The server validates it all, with field messages, before anything
+/// reaches AWS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateJob {
     /// Letters, digits, `-` and `_`, at most 64 characters. Generated when absent.
@@ -137,8 +158,65 @@ pub struct CreateJob {
     /// Thing group names the job targets.
     #[serde(default)]
     pub thing_groups: Vec<String>,
-    /// The job document devices receive; a JSON object.
-    pub document: serde_json::Value,
+    /// The job document devices receive; a JSON object of at most 32 KiB. Exactly one of
+    /// `document` and `template_id`.
+    #[serde(default)]
+    pub document: Option<serde_json::Value>,
+    /// A server-side template to render the document from.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// The template version; the latest when absent.
+    #[serde(default)]
+    pub template_version: Option<i32>,
+    /// The template's parameter values.
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `SNAPSHOT` (the default) or `CONTINUOUS` (things added to a target group later get
+    /// the job too).
+    #[serde(default)]
+    pub target_selection: Option<String>,
+    #[serde(default)]
+    pub rollout: Option<RolloutOptions>,
+    #[serde(default)]
+    pub abort: Option<AbortOptions>,
+    #[serde(default)]
+    pub timeout: Option<TimeoutOptions>,
+    #[serde(default)]
+    pub retry: Option<RetryOptions>,
+    #[serde(default)]
+    pub scheduling: Option<SchedulingOptions>,
+    #[serde(default)]
+    pub presigned_url: Option<PresignedUrlOptions>,
+}
+
+/// `GET /api/v1/jobs/{job_id}/executions?status=&after=&limit=`: executions in thing-name
+/// order; `next_after` is the `after` of the next page, absent on the last one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionPage {
+    pub executions: Vec<Execution>,
+    pub next_after: Option<String>,
+}
+
+/// `POST /api/v1/jobs/{job_id}/executions/{thing_name}/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CancelExecution {
+    /// Also cancel an IN_PROGRESS execution.
+    #[serde(default)]
+    pub force: bool,
+    /// Why, for the audit trail (at most 1024 characters); sent as the execution's
+    /// `statusDetails.reason`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/jobs/{job_id}/executions/{thing_name}/retry`: the follow-up job that runs
+/// the same document on that one thing. Its id is derived from the job, the thing and the
+/// execution number, so asking twice gives the same job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetriedExecution {
+    pub job_id: String,
+    /// False when the follow-up job already existed.
+    pub created: bool,
 }
 
 /// `POST /api/v1/jobs/{job_id}/cancel`: stop a job. QUEUED executions are canceled; with

@@ -56,6 +56,8 @@ pub struct ServeConfig {
 /// What request handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    /// The server's database (its own tables: templates, the audit log).
+    pub pool: sqlx::PgPool,
     pub iot: Iot,
     pub projection: Projection,
     /// Asks reconciliation to re-read a job soon.
@@ -73,7 +75,7 @@ pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
     Router::new()
         .nest(
             "/api/v1",
-            crate::api::router().merge(crate::stream::router()),
+            crate::api::router(&state).merge(crate::stream::router()),
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::ops::router())
@@ -94,6 +96,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Local mode: where devices connect over MQTT.
     pub mqtt_addr: Option<SocketAddr>,
+    /// The IoT client the server uses (tests register their fleet through it).
+    pub iot_client: aws_sdk_iot::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     engine: Option<RunningEngine>,
@@ -302,7 +306,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         _ => None,
     };
 
+    let iot_client = iot.sdk().clone();
     let state = AppState {
+        pool: pool.clone(),
         iot,
         projection,
         changed: changed_tx,
@@ -316,9 +322,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        // The peer address is what the audit log records as the source of a request.
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
         if let Err(error) = served {
             tracing::error!(%error, "dashboard server stopped: {error}");
         }
@@ -326,6 +336,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         mqtt_addr,
+        iot_client,
         shutdown,
         tasks,
         engine,

@@ -26,7 +26,7 @@ pub enum IotError {
 }
 
 impl IotError {
-    fn from_sdk<E, R>(error: aws_sdk_iot::error::SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E, R>(error: aws_sdk_iot::error::SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -40,9 +40,9 @@ impl IotError {
             "ResourceNotFoundException" => Self::NotFound(message),
             "ResourceAlreadyExistsException" => Self::AlreadyExists(message),
             "InvalidRequestException" => Self::Invalid(message),
-            "InvalidStateTransitionException" | "VersionConflictException" => {
-                Self::Conflict(message)
-            }
+            "InvalidStateTransitionException"
+            | "VersionConflictException"
+            | "ConflictException" => Self::Conflict(message),
             _ => Self::Upstream(format!("{code} {message}").trim().to_owned()),
         }
     }
@@ -81,7 +81,7 @@ pub struct Iot {
     arn_prefix: Arc<Mutex<Option<String>>>,
 }
 
-fn time(t: Option<&aws_sdk_iot::primitives::DateTime>) -> Option<DateTime<Utc>> {
+pub(crate) fn time(t: Option<&aws_sdk_iot::primitives::DateTime>) -> Option<DateTime<Utc>> {
     let t = t?;
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
@@ -92,6 +92,11 @@ impl Iot {
             client,
             arn_prefix: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The SDK client, for the API's calls that are not shared with the rest of the server.
+    pub fn sdk(&self) -> &aws_sdk_iot::Client {
+        &self.client
     }
 
     /// Enables the job and job-execution events the event subscriber relies on

@@ -9,9 +9,11 @@
 //! - [`api`]: the JSON API under `/api/v1`.
 //! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
+//! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod db;
 pub mod iot;

@@ -7,7 +7,7 @@
 //! lose a notification (devices recover by asking) but never leave state half-written.
 
 mod admin;
-mod cron;
+pub mod cron;
 mod device;
 mod event_config;
 mod events;

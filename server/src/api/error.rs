@@ -41,6 +41,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Several field messages at once (validation reports every problem it finds).
+    pub fn fields(fields: Vec<FieldError>) -> Self {
+        let message = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::Invalid { message, fields }
+    }
+}
+
 impl From<IotError> for ApiError {
     fn from(error: IotError) -> Self {
         match error {
@@ -96,7 +108,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (
+        let mut response = (
             status,
             Json(ErrorBody {
                 code: code.to_owned(),
@@ -104,6 +116,11 @@ impl IntoResponse for ApiError {
                 fields,
             }),
         )
-            .into_response()
+            .into_response();
+        // For the audit hook, which records the outcome of every mutation.
+        response
+            .extensions_mut()
+            .insert(crate::audit::ErrorCode(code));
+        response
     }
 }

@@ -1,107 +1,213 @@
-//! `/api/v1/jobs`: create, list, read, cancel and delete jobs.
+//! `/api/v1/jobs`: create (from a raw document or a template, with every AWS job option),
+//! list, read, cancel and delete jobs; page through a job's executions, cancel or retry one
+//! device's execution.
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum_extra_json::ApiJson;
-use flotilla_api::{CancelJob, CreateJob, JobDetail, JobList};
+use flotilla_api::{
+    CancelExecution, CancelJob, CreateJob, ExecutionPage, JobDetail, JobList, JobStatus,
+    RetriedExecution,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::job_options::{self, JobOptions, Problems};
+use super::{
+    ApiError, ApiJson, ApiQuery, MAX_DOCUMENT_BYTES, projection_reads, templates, valid_id,
+};
 use crate::app::AppState;
+use crate::iot::IotError;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", get(list).post(create))
         .route("/jobs/{job_id}", get(detail).delete(delete))
-        .route("/jobs/{job_id}/cancel", axum::routing::post(cancel))
+        .route("/jobs/{job_id}/cancel", post(cancel))
+        .route("/jobs/{job_id}/executions", get(executions))
+        .route(
+            "/jobs/{job_id}/executions/{thing_name}/cancel",
+            post(cancel_execution),
+        )
+        .route(
+            "/jobs/{job_id}/executions/{thing_name}/retry",
+            post(retry_execution),
+        )
 }
 
-/// The JSON extractor whose rejections use the API's error shape.
-mod axum_extra_json {
-    use axum::extract::{FromRequest, Request};
-    use serde::de::DeserializeOwned;
+/// Everything CreateJob needs, validated.
+struct NewJob {
+    job_id: String,
+    description: Option<String>,
+    targets: Vec<String>,
+    document: String,
+    options: JobOptions,
+}
 
-    use super::ApiError;
-
-    pub struct ApiJson<T>(pub T);
-
-    impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-        type Rejection = ApiError;
-
-        async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-            let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-            Ok(Self(value))
+/// Resolves targets to ARNs; unknown ones become field messages.
+async fn resolve_targets(
+    state: &AppState,
+    request: &CreateJob,
+    problems: &mut Problems,
+) -> Result<Vec<String>, ApiError> {
+    let mut targets = Vec::new();
+    for thing in &request.things {
+        match state.iot.thing_arn(thing).await {
+            Ok(arn) => targets.push(arn),
+            Err(IotError::NotFound(_)) => {
+                problems.add("things", format!("no thing named {thing:?}"))
+            }
+            Err(other) => return Err(other.into()),
         }
     }
+    for group in &request.thing_groups {
+        let described = state
+            .iot
+            .sdk()
+            .describe_thing_group()
+            .thing_group_name(group)
+            .send()
+            .await
+            .map_err(IotError::from_sdk);
+        match described {
+            Ok(out) => targets.push(out.thing_group_arn.unwrap_or_default()),
+            Err(IotError::NotFound(_)) => {
+                problems.add("thing_groups", format!("no thing group named {group:?}"));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(targets)
 }
 
-/// Job ids: 1–64 of `[a-zA-Z0-9_-]`, as AWS requires.
-fn valid_job_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// Checks a create request completely (ids, document or template, targets, options) and
+/// reports every problem at once; nothing reaches IoT's CreateJob unless all is well.
+async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiError> {
+    let mut problems = Problems::default();
+    let job_id = match &request.job_id {
+        Some(id) if !valid_id(id) => {
+            problems.add(
+                "job_id",
+                "must be 1-64 characters of letters, digits, '-' and '_'",
+            );
+            String::new()
+        }
+        Some(id) => id.clone(),
+        None => format!("job-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+    };
+    if request
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2028)
+    {
+        problems.add("description", "must be at most 2028 characters");
+    }
+    let document: Option<Value> = match (&request.document, &request.template_id) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                "template_id",
+                "give either a document or a template, not both",
+            );
+            None
+        }
+        (None, None) => {
+            problems.add("document", "give a document or a template_id");
+            None
+        }
+        (Some(document), None) => {
+            if !request.parameters.is_empty() {
+                problems.add("parameters", "parameters apply to a template only");
+            }
+            if document.is_object() {
+                Some(document.clone())
+            } else {
+                problems.add("document", "must be a JSON object");
+                None
+            }
+        }
+        (None, Some(template_id)) => {
+            match templates::load(&state.pool, template_id, request.template_version).await {
+                Ok(template) => templates::render(&template, &request.parameters, &mut problems),
+                Err(ApiError::NotFound(message)) => {
+                    problems.add("template_id", message);
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    let document = document.map(|d| d.to_string());
+    if let Some(text) = &document
+        && text.len() > MAX_DOCUMENT_BYTES
+    {
+        problems.add(
+            "document",
+            format!(
+                "is {} bytes; at most {MAX_DOCUMENT_BYTES} are allowed",
+                text.len()
+            ),
+        );
+    }
+    if request.things.is_empty() && request.thing_groups.is_empty() {
+        problems.add("things", "name at least one thing or thing group");
+    }
+    let options = job_options::validate(&request, chrono::Utc::now(), &mut problems);
+    // Look the targets up only for an otherwise valid request: it costs IoT calls.
+    let targets = if problems.0.is_empty() {
+        resolve_targets(state, &request, &mut problems).await?
+    } else {
+        Vec::new()
+    };
+    if !problems.0.is_empty() {
+        return Err(ApiError::fields(problems.0));
+    }
+    Ok(NewJob {
+        job_id,
+        description: request.description,
+        targets,
+        document: document.unwrap_or_default(),
+        options,
+    })
+}
+
+/// CreateJob with every option.
+async fn create_job(state: &AppState, job: NewJob) -> Result<(), IotError> {
+    let options = job.options;
+    state
+        .iot
+        .sdk()
+        .create_job()
+        .job_id(&job.job_id)
+        .set_targets(Some(job.targets))
+        .document(job.document)
+        .set_description(job.description)
+        .set_target_selection(options.target_selection)
+        .set_job_executions_rollout_config(options.rollout)
+        .set_abort_config(options.abort)
+        .set_timeout_config(options.timeout)
+        .set_job_executions_retry_config(options.retry)
+        .set_scheduling_config(options.scheduling)
+        .set_presigned_url_config(options.presigned_url)
+        .send()
+        .await
+        .map_err(IotError::from_sdk)?;
+    Ok(())
 }
 
 async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
-    let job_id = match request.job_id {
-        Some(id) if !valid_job_id(&id) => {
-            return Err(ApiError::field(
-                "job_id",
-                "must be 1-64 characters of letters, digits, '-' and '_'",
-            ));
-        }
-        Some(id) => id,
-        None => format!("job-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-    };
-    if !request.document.is_object() {
-        return Err(ApiError::field("document", "must be a JSON object"));
-    }
-    if request.things.is_empty() && request.thing_groups.is_empty() {
-        return Err(ApiError::field(
-            "things",
-            "name at least one thing or thing group",
-        ));
-    }
-    if !request.thing_groups.is_empty() {
-        return Err(ApiError::field(
-            "thing_groups",
-            "thing group targets are not supported yet",
-        ));
-    }
-    let mut targets = Vec::with_capacity(request.things.len());
-    for thing in &request.things {
-        targets.push(
-            state
-                .iot
-                .thing_arn(thing)
-                .await
-                .map_err(|error| match error {
-                    crate::iot::IotError::NotFound(_) => {
-                        ApiError::field("things", format!("no thing named {thing:?}"))
-                    }
-                    other => other.into(),
-                })?,
-        );
-    }
-    state
-        .iot
-        .create_job(
-            &job_id,
-            targets,
-            request.document.to_string(),
-            request.description,
-        )
-        .await
-        .map_err(|error| match error {
-            // The only resources CreateJob looks up are its targets.
-            crate::iot::IotError::NotFound(message) => ApiError::field("things", message),
-            other => other.into(),
-        })?;
+    let job = validate(&state, request).await?;
+    let job_id = job.job_id.clone();
+    create_job(&state, job).await.map_err(|error| match error {
+        // The only resources CreateJob looks up are its targets.
+        IotError::NotFound(message) => ApiError::field("things", message),
+        other => other.into(),
+    })?;
     Ok((StatusCode::CREATED, Json(refreshed(&state, &job_id).await?)))
 }
 
@@ -129,15 +235,13 @@ async fn cancel(
     Path(job_id): Path<String>,
     ApiJson(request): ApiJson<CancelJob>,
 ) -> Result<Json<JobDetail>, ApiError> {
+    let mut problems = Problems::default();
     if request
         .comment
         .as_ref()
         .is_some_and(|c| c.chars().count() > 2028)
     {
-        return Err(ApiError::field(
-            "comment",
-            "must be at most 2028 characters",
-        ));
+        problems.add("comment", "must be at most 2028 characters");
     }
     if let Some(code) = &request.reason_code
         && !((1..=128).contains(&code.len())
@@ -145,10 +249,10 @@ async fn cancel(
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
     {
-        return Err(ApiError::field(
-            "reason_code",
-            "must be 1-128 of A-Z, 0-9 and '_'",
-        ));
+        problems.add("reason_code", "must be 1-128 of A-Z, 0-9 and '_'");
+    }
+    if !problems.0.is_empty() {
+        return Err(ApiError::fields(problems.0));
     }
     state
         .iot
@@ -166,16 +270,49 @@ struct DeleteQuery {
 async fn delete(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     state.iot.delete_job(&job_id, query.force).await?;
     state.projection.forget(&job_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
+#[derive(Debug, serde::Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    thing_group: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /jobs?status=&thing_group=&limit=`: newest first.
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let mut problems = Problems::default();
+    if let Some(status) = &query.status
+        && JobStatus::parse(status).is_none()
+    {
+        problems.add(
+            "status",
+            "must be IN_PROGRESS, CANCELED, COMPLETED, DELETION_IN_PROGRESS or SCHEDULED",
+        );
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        problems.add("limit", "must be from 1 to 500");
+    }
+    if !problems.0.is_empty() {
+        return Err(ApiError::fields(problems.0));
+    }
     Ok(Json(JobList {
-        jobs: state.projection.list_jobs(100).await?,
+        jobs: projection_reads::jobs(
+            &state.pool,
+            query.status.as_deref(),
+            query.thing_group.as_deref(),
+            limit,
+        )
+        .await?,
     }))
 }
 
@@ -189,4 +326,193 @@ async fn detail(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {job_id:?}")))
+}
+
+/// The execution statuses AWS IoT reports.
+const EXECUTION_STATUSES: [&str; 8] = [
+    "QUEUED",
+    "IN_PROGRESS",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "REJECTED",
+    "REMOVED",
+    "CANCELED",
+];
+
+#[derive(Debug, serde::Deserialize)]
+struct ExecutionsQuery {
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /jobs/{id}/executions?status=&after=&limit=`: a keyset page of the projection.
+async fn executions(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    ApiQuery(query): ApiQuery<ExecutionsQuery>,
+) -> Result<Json<ExecutionPage>, ApiError> {
+    let mut problems = Problems::default();
+    if let Some(status) = &query.status
+        && !EXECUTION_STATUSES.contains(&status.as_str())
+    {
+        problems.add(
+            "status",
+            format!("must be one of {}", EXECUTION_STATUSES.join(", ")),
+        );
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        problems.add("limit", "must be from 1 to 1000");
+    }
+    if !problems.0.is_empty() {
+        return Err(ApiError::fields(problems.0));
+    }
+    if !projection_reads::job_exists(&state.pool, &job_id).await? {
+        return Err(ApiError::NotFound(format!("no job {job_id:?}")));
+    }
+    // One more than asked tells whether another page follows.
+    let mut executions = projection_reads::executions(
+        &state.pool,
+        &job_id,
+        query.status.as_deref(),
+        query.after.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let more = executions.len() as i64 > limit;
+    executions.truncate(limit as usize);
+    let next_after = if more {
+        executions.last().map(|e| e.thing_name.clone())
+    } else {
+        None
+    };
+    Ok(Json(ExecutionPage {
+        executions,
+        next_after,
+    }))
+}
+
+/// `POST /jobs/{id}/executions/{thing}/cancel`: CancelJobExecution; `force` also stops an
+/// IN_PROGRESS one.
+async fn cancel_execution(
+    State(state): State<AppState>,
+    Path((job_id, thing_name)): Path<(String, String)>,
+    ApiJson(request): ApiJson<CancelExecution>,
+) -> Result<Json<JobDetail>, ApiError> {
+    if request
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.chars().count() > 1024)
+    {
+        return Err(ApiError::field("reason", "must be 1-1024 characters"));
+    }
+    let details = request
+        .reason
+        .map(|reason| BTreeMap::from([("reason".to_owned(), reason)]));
+    state
+        .iot
+        .sdk()
+        .cancel_job_execution()
+        .job_id(&job_id)
+        .thing_name(&thing_name)
+        .force(request.force)
+        .set_status_details(details.map(|d| d.into_iter().collect()))
+        .send()
+        .await
+        .map_err(IotError::from_sdk)?;
+    Ok(Json(refreshed(&state, &job_id).await?))
+}
+
+/// The id of the follow-up job that retries `thing_name`'s execution `execution_number` of
+/// `job_id`: the same inputs always give the same id (so a repeated request cannot start the
+/// work twice), different ones practically never collide, and it fits AWS's 64 characters.
+pub(super) fn retry_job_id(job_id: &str, thing_name: &str, execution_number: i64) -> String {
+    let digest = Sha256::digest(format!("{job_id}\n{thing_name}\n{execution_number}"));
+    let prefix: String = job_id.chars().take(40).collect();
+    format!("{prefix}-retry-{}", &hex::encode(digest)[..16])
+}
+
+/// `POST /jobs/{id}/executions/{thing}/retry`: a follow-up job for that one thing with the
+/// job's document. Only a finished execution that did not succeed can be retried.
+async fn retry_execution(
+    State(state): State<AppState>,
+    Path((job_id, thing_name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<RetriedExecution>), ApiError> {
+    let execution = projection_reads::execution(&state.pool, &job_id, &thing_name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "job {job_id:?} has no execution for {thing_name:?}"
+            ))
+        })?;
+    if !matches!(
+        execution.status.as_str(),
+        "FAILED" | "TIMED_OUT" | "REJECTED" | "CANCELED" | "REMOVED"
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "the execution is {}; only a FAILED, TIMED_OUT, REJECTED, CANCELED or REMOVED one can be retried",
+            execution.status
+        )));
+    }
+    let retry_id = retry_job_id(
+        &job_id,
+        &thing_name,
+        execution.execution_number.unwrap_or(0),
+    );
+    let document = state
+        .iot
+        .sdk()
+        .get_job_document()
+        .job_id(&job_id)
+        .send()
+        .await
+        .map_err(IotError::from_sdk)?
+        .document
+        .unwrap_or_else(|| "{}".to_owned());
+    let target = state.iot.thing_arn(&thing_name).await?;
+    let created = state
+        .iot
+        .sdk()
+        .create_job()
+        .job_id(&retry_id)
+        .targets(target)
+        .document(document)
+        .description(format!("retry of {job_id} for {thing_name}"))
+        .send()
+        .await
+        .map_err(IotError::from_sdk);
+    let created = match created {
+        Ok(_) => true,
+        Err(IotError::AlreadyExists(_)) => false,
+        Err(other) => return Err(other.into()),
+    };
+    refreshed(&state, &retry_id).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(RetriedExecution {
+            job_id: retry_id,
+            created,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_ids_are_deterministic_and_valid() {
+        let a = retry_job_id("fw-1", "sim-0001", 1);
+        assert_eq!(a, retry_job_id("fw-1", "sim-0001", 1));
+        assert_ne!(a, retry_job_id("fw-1", "sim-0001", 2));
+        assert_ne!(a, retry_job_id("fw-1", "sim-0002", 1));
+        let long = retry_job_id(&"x".repeat(64), "t", 1);
+        assert!(valid_id(&a) && valid_id(&long), "{a} {long}");
+    }
 }

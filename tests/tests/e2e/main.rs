@@ -2,6 +2,11 @@
 //! devices) on ephemeral ports and its own database, driven through the HTTP API.
 
 mod agent;
+mod api_audit;
+mod api_fleet;
+mod api_jobs;
+mod api_support;
+mod api_templates;
 mod device_isolation;
 mod engine_api;
 mod engine_mqtt;

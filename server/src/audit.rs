@@ -1,0 +1,285 @@
+//! The audit hook: every mutation attempted through `/api/v1` — accepted or refused — leaves
+//! one row in `server.audit_log` with who, what, on which resource, a summary of the request,
+//! the outcome, when and from where.
+//!
+//! It is one middleware around the whole API rather than a call in each handler, so a new
+//! endpoint cannot forget it and refused requests (bad JSON, validation errors) are recorded
+//! like accepted ones.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use flotilla_api::AuditEntry;
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// Who acted, until requests are authenticated.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The error code an [`crate::api::ApiError`] answered with, left on the response for the
+/// audit hook.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// The largest request body the hook reads; the server's body limit is the same.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Strings longer than this are cut in the stored summary.
+const MAX_STRING: usize = 256;
+
+/// The middleware: passes reads through; for anything else, runs the handler and records the
+/// attempt and its outcome.
+pub async fn record_mutations(
+    State(pool): State<PgPool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let action = format!(
+        "{} {}",
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("(unknown route)", MatchedPath::as_str)
+    );
+    // Inside the nested API router the URI has lost its `/api/v1` prefix; the original
+    // names the resource as the client did.
+    let target = request.extensions().get::<OriginalUri>().map_or_else(
+        || request.uri().path().to_owned(),
+        |uri| uri.path().to_owned(),
+    );
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let (parts, body) = request.into_parts();
+    let (bytes, response) = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes.clone())))
+                .await;
+            (bytes, response)
+        }
+        Err(_) => (
+            Bytes::new(),
+            crate::api::ApiError::Invalid {
+                message: format!("the request body must be at most {MAX_BODY} bytes"),
+                fields: Vec::new(),
+            }
+            .into_response(),
+        ),
+    };
+    let status = response.status();
+    let outcome = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or(if status.is_success() { "ok" } else { "error" }, |code| {
+            code.0
+        });
+    let entry = NewEntry {
+        actor: ANONYMOUS,
+        action: &action,
+        target: &target,
+        request: summarize(&bytes),
+        status,
+        outcome,
+        source: source.as_deref(),
+    };
+    if let Err(error) = entry.insert(&pool).await {
+        tracing::error!(%error, action = %action, target = %target, "writing the audit log failed: {error}");
+    }
+    response
+}
+
+/// One attempt to record.
+struct NewEntry<'a> {
+    actor: &'a str,
+    action: &'a str,
+    target: &'a str,
+    request: Option<Value>,
+    status: StatusCode,
+    outcome: &'a str,
+    source: Option<&'a str>,
+}
+
+impl NewEntry<'_> {
+    async fn insert(&self, pool: &PgPool) -> sqlx::Result<()> {
+        sqlx::query(
+            "insert into server.audit_log (actor, action, target, request, status, outcome, source)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.actor)
+        .bind(self.action)
+        .bind(self.target)
+        .bind(&self.request)
+        .bind(i32::from(self.status.as_u16()))
+        .bind(self.outcome)
+        .bind(self.source)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// What of a request body to keep: its JSON with every `document` replaced by its size and
+/// long strings and arrays cut, so the log stays small and readable; for a body that is not
+/// JSON, only its size.
+fn summarize(body: &[u8]) -> Option<Value> {
+    if body.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => Some(reduce(value)),
+        Err(_) => Some(serde_json::json!({ "unparsed_bytes": body.len() })),
+    }
+}
+
+fn reduce(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.chars().count() > MAX_STRING => Value::String(format!(
+            "{}…",
+            s.chars().take(MAX_STRING).collect::<String>()
+        )),
+        Value::Array(items) => {
+            let total = items.len();
+            let mut kept: Vec<Value> = items.into_iter().take(50).map(reduce).collect();
+            if total > 50 {
+                kept.push(Value::String(format!("… {} more", total - 50)));
+            }
+            Value::Array(kept)
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let value = if key == "document" && !value.is_null() {
+                        serde_json::json!({ "bytes": value.to_string().len() })
+                    } else {
+                        reduce(value)
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Filters of `GET /api/v1/audit`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    /// Entries whose target starts with this path.
+    pub target: Option<String>,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+    /// RFC 3339: entries at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries with a smaller id (the previous page's `next_before`).
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: String,
+    request: Option<Value>,
+    status: i32,
+    outcome: String,
+    source: Option<String>,
+}
+
+/// A page of the log, newest first, and the `before` of the next page.
+pub async fn page(
+    pool: &PgPool,
+    query: &AuditQuery,
+    limit: i64,
+) -> sqlx::Result<(Vec<AuditEntry>, Option<i64>)> {
+    let rows: Vec<EntryRow> = sqlx::query_as(
+        "select id, at, actor, action, target, request, status, outcome, source
+             from server.audit_log
+             where ($1::text is null or action = $1)
+               and ($2::text is null or starts_with(target, $2))
+               and ($3::text is null or outcome = $3)
+               and ($4::text is null or actor = $4)
+               and ($5::timestamptz is null or at >= $5)
+               and ($6::bigint is null or id < $6)
+             order by id desc
+             limit $7",
+    )
+    .bind(&query.action)
+    .bind(&query.target)
+    .bind(&query.outcome)
+    .bind(&query.actor)
+    .bind(query.since)
+    .bind(query.before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let entries: Vec<AuditEntry> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|row| AuditEntry {
+            id: row.id,
+            at: row.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            request: row.request,
+            status: row.status,
+            outcome: row.outcome,
+            source: row.source,
+        })
+        .collect();
+    let next = if more {
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok((entries, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_reduced_to_their_size_and_long_strings_cut() {
+        let body = serde_json::json!({
+            "job_id": "a",
+            "document": { "big": "x".repeat(1000) },
+            "description": "y".repeat(1000),
+        });
+        let summary = summarize(body.to_string().as_bytes()).expect("a summary");
+        assert_eq!(summary["job_id"], "a");
+        assert!(summary["document"]["bytes"].as_u64().expect("a size") > 1000);
+        assert!(
+            summary["description"]
+                .as_str()
+                .expect("a string")
+                .chars()
+                .count()
+                <= MAX_STRING + 1
+        );
+        assert_eq!(
+            summarize(b"not json"),
+            Some(serde_json::json!({ "unparsed_bytes": 8 }))
+        );
+        assert_eq!(summarize(b""), None);
+    }
+}
