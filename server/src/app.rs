@@ -26,6 +26,8 @@ pub enum IotMode {
     /// Start the embedded engine in this process and talk to it like to AWS.
     Local {
         mqtt_listen: SocketAddr,
+        /// The broker's mutual-TLS listener for devices with engine-issued certificates.
+        mqtts_listen: Option<SocketAddr>,
         engine_listen: SocketAddr,
         simulate: usize,
         /// Things to register at start-up (CreateThing is idempotent).
@@ -74,6 +76,10 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Local mode: where devices connect over MQTT.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Local mode: where devices connect over MQTT with TLS and client certificates.
+    pub mqtts_addr: Option<SocketAddr>,
+    /// Local mode: the engine's CA certificate (PEM), which devices trust to verify the broker.
+    pub ca_certificate_pem: Option<String>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     engine: Option<RunningEngine>,
@@ -125,6 +131,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (iot, engine, events, simulate, register) = match &config.iot {
         IotMode::Local {
             mqtt_listen,
+            mqtts_listen,
             engine_listen,
             simulate,
             register,
@@ -136,17 +143,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 secret_access_key: ephemeral_secret(),
                 service_username: "flotilla-server".into(),
                 service_password: ephemeral_secret(),
+                device_token_secret: None,
             };
             let http = TcpListener::bind(engine_listen).await.with_context(|| {
                 format!("binding the engine's control plane to {engine_listen}")
             })?;
-            let mqtt = TcpListener::bind(mqtt_listen)
-                .await
-                .with_context(|| format!("binding the engine's MQTT listener to {mqtt_listen}"))?;
             let engine = RunningEngine::start(
                 pool.clone(),
                 engine_config.clone(),
-                Listeners { http, mqtt },
+                Listeners {
+                    http,
+                    mqtt: *mqtt_listen,
+                    mqtts: *mqtts_listen,
+                },
             )
             .await?;
             let credentials = aws_credential_types::Credentials::new(
@@ -227,6 +236,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
 
     let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));
+    let mqtts_addr = engine.as_ref().and_then(|e| e.mqtts_addr).map(reachable);
+    let ca_certificate_pem = engine.as_ref().map(|e| e.ca_certificate_pem.clone());
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)
@@ -278,6 +289,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         mqtt_addr,
+        mqtts_addr,
+        ca_certificate_pem,
         shutdown,
         tasks,
         engine,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server in local mode (embedded engine, MQTT broker, simulated
 //! devices) on ephemeral ports and its own database, driven through the HTTP API.
 
+mod broker_tls;
 mod device_isolation;
 mod engine_api;
 mod engine_rollout;

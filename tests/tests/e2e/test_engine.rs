@@ -159,6 +159,7 @@ fn config() -> EngineConfig {
         secret_access_key: "engine-api-test-secret".into(),
         service_username: "service".into(),
         service_password: "service-password".into(),
+        device_token_secret: None,
     }
 }
 
@@ -166,11 +167,15 @@ fn config() -> EngineConfig {
 async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
     let config = config();
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let engine =
-        RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt }, clock)
-            .await
-            .expect("starting the engine");
+    let loopback = "127.0.0.1:0".parse().expect("an address");
+    let listeners = Listeners {
+        http,
+        mqtt: loopback,
+        mqtts: Some(loopback),
+    };
+    let engine = RunningEngine::start_with_clock(pool, config.clone(), listeners, clock)
+        .await
+        .expect("starting the engine");
     let credentials = aws_credential_types::Credentials::new(
         config.access_key_id,
         config.secret_access_key,
