@@ -138,8 +138,11 @@ async fn connect(options: MqttOptions) -> Result<(AsyncClient, EventLoop), Conne
 fn assert_refused(result: Result<(AsyncClient, EventLoop), ConnectionError>, what: &str) {
     match result {
         Err(ConnectionError::ConnectionRefused(_)) | Err(ConnectionError::Tls(_)) => {}
-        // A handshake the server aborts can also surface as an I/O error on the client.
+        // A handshake the server aborts can also surface as an I/O error on the client, or
+        // as the server's TLS alert (e.g. UnknownCA) read while waiting for CONNACK.
         Err(ConnectionError::Io(_)) => {}
+        Err(ConnectionError::MqttState(state))
+            if format!("{state:?}").contains("AlertReceived") => {}
         Err(other) => panic!("{what}: expected a refusal, got {other:?}"),
         Ok(_) => panic!("{what}: the broker accepted the connection"),
     }
