@@ -4,12 +4,15 @@
 //! it from the real service:
 //!
 //! - [`control`]: the IoT control-plane REST API (restJson1), as `aws-sdk-iot` calls it;
-//! - [`broker`]: an MQTT broker carrying the Jobs device API (`$aws/things/{thing}/jobs/…`)
-//!   and the `$aws/events/…` topics;
+//! - [`broker`]: an MQTT broker (rmqtt, embedded) carrying the Jobs device API
+//!   (`$aws/things/{thing}/jobs/…`) and the `$aws/events/…` topics, on a plain listener and a
+//!   mutual-TLS one;
+//! - [`certificates`]: the engine's certificate authority and the device certificates it issues;
 //! - [`jobs`]: the jobs logic behind both, with every bit of state in PostgreSQL (schema
 //!   `engine`), so the engine can be killed at any moment and restarted without loss.
 
 pub mod broker;
+pub mod certificates;
 pub mod clock;
 pub mod control;
 pub mod jobs;
@@ -24,9 +27,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerListeners, TlsListener};
+use crate::certificates::Certificates;
 use crate::clock::{Clock, SystemClock};
 use crate::jobs::Jobs;
+use crate::model::Arns;
 
 /// How the engine identifies itself and whom it trusts.
 #[derive(Clone)]
@@ -39,9 +44,13 @@ pub struct EngineConfig {
     pub access_key_id: String,
     pub secret_access_key: String,
     /// MQTT username and password of the trusted service identity (the dashboard's event
-    /// subscriber). Devices authenticate by client id (their thing name) on this listener.
+    /// subscriber). Devices authenticate by client id (their thing name) on the plain
+    /// listener, and by certificate on the TLS listener.
     pub service_username: String,
     pub service_password: String,
+    /// When set, a device on the plain listener must also present its token
+    /// ([`broker::device_token`] of this secret and its thing name) as its MQTT password.
+    pub device_token_secret: Option<String>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -55,14 +64,19 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
-/// The sockets the engine serves, bound by the caller (so tests can use ephemeral ports and
-/// the server can report a clear error for a port in use).
+/// Where the engine serves. The control plane's socket is bound by the caller (so tests can use
+/// ephemeral ports and the server can report a clear error for a port in use). The MQTT
+/// listeners are addresses: the broker (rmqtt) binds its own sockets and cannot adopt one
+/// bound elsewhere. Port 0 picks a free port; [`RunningEngine`] reports the ports bound.
 #[derive(Debug)]
 pub struct Listeners {
     /// The control-plane REST API.
     pub http: TcpListener,
-    /// The MQTT broker's plain-TCP listener.
-    pub mqtt: TcpListener,
+    /// The MQTT broker's plain-TCP listener (development: keep it on loopback).
+    pub mqtt: SocketAddr,
+    /// The MQTT broker's TLS listener, where devices authenticate with client certificates
+    /// issued by the engine's CA.
+    pub mqtts: Option<SocketAddr>,
 }
 
 /// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
@@ -71,6 +85,11 @@ pub struct RunningEngine {
     pub http_addr: SocketAddr,
     /// Where the MQTT broker listens.
     pub mqtt_addr: SocketAddr,
+    /// Where the MQTT broker's mutual-TLS listener listens, if it was asked for.
+    pub mqtts_addr: Option<SocketAddr>,
+    /// The engine's CA certificate (PEM): devices trust it to verify the broker, and the
+    /// broker trusts the client certificates it signed.
+    pub ca_certificate_pem: String,
     jobs: Arc<Jobs>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -81,6 +100,7 @@ impl std::fmt::Debug for RunningEngine {
         f.debug_struct("RunningEngine")
             .field("http_addr", &self.http_addr)
             .field("mqtt_addr", &self.mqtt_addr)
+            .field("mqtts_addr", &self.mqtts_addr)
             .finish_non_exhaustive()
     }
 }
@@ -104,30 +124,65 @@ impl RunningEngine {
         listeners: Listeners,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let Listeners { http, mqtt } = listeners;
+        let Listeners { http, mqtt, mqtts } = listeners;
         let http_addr = http
             .local_addr()
             .context("control-plane listener address")?;
-        let mqtt_addr = mqtt.local_addr().context("mqtt listener address")?;
         let shutdown = CancellationToken::new();
         let config = Arc::new(config);
         let broker = Broker::new();
         let jobs = Arc::new(Jobs::with_clock(
-            pool,
+            pool.clone(),
             config.clone(),
             broker.clone(),
-            clock,
+            clock.clone(),
         ));
         jobs.load_event_configurations()
             .await
             .context("loading the event configuration")?;
+        let arns = Arns {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
+        let certificates = Arc::new(
+            Certificates::load_or_create(pool, clock, arns, broker.clone())
+                .await
+                .map_err(|error| anyhow::anyhow!("loading the certificate authority: {error}"))?,
+        );
 
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(broker.clone().serve(
-            mqtt,
-            jobs.clone(),
-            shutdown.clone(),
-        )));
+        let tls = match mqtts {
+            Some(addr) => {
+                let mut hosts = Vec::new();
+                if !addr.ip().is_unspecified() {
+                    hosts.push(addr.ip().to_string());
+                }
+                let identity = certificates.server_identity(&hosts).map_err(|error| {
+                    anyhow::anyhow!("making the broker's TLS certificate: {error}")
+                })?;
+                Some(TlsListener {
+                    addr,
+                    identity,
+                    client_ca_pem: certificates.ca_certificate_pem().to_owned(),
+                })
+            }
+            None => None,
+        };
+        let hooks = Arc::new(broker::auth::EngineHooks {
+            config: config.clone(),
+            jobs: jobs.clone(),
+            certificates: certificates.clone(),
+        });
+        let started = broker
+            .start(
+                BrokerListeners { mqtt, mqtts: tls },
+                hooks,
+                shutdown.clone(),
+            )
+            .await?;
+        let mqtt_addr = started.mqtt_addr;
+        let mqtts_addr = started.mqtts_addr;
+
+        let mut tasks = vec![started.task];
 
         let sweeper = jobs.clone();
         let stop = shutdown.clone();
@@ -138,6 +193,11 @@ impl RunningEngine {
         let router = control::router(control::ControlState {
             jobs: jobs.clone(),
             config,
+            certificates: certificates.clone(),
+            endpoints: control::Endpoints {
+                mqtt: Some(mqtt_addr),
+                mqtts: mqtts_addr,
+            },
         });
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -148,10 +208,19 @@ impl RunningEngine {
                 tracing::error!(%error, "engine control plane stopped: {error}");
             }
         }));
-        tracing::info!(%http_addr, %mqtt_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}");
+        match mqtts_addr {
+            Some(mqtts_addr) => {
+                tracing::info!(%http_addr, %mqtt_addr, %mqtts_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}, mqtts on {mqtts_addr}")
+            }
+            None => {
+                tracing::info!(%http_addr, %mqtt_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}")
+            }
+        }
         Ok(Self {
             http_addr,
             mqtt_addr,
+            mqtts_addr,
+            ca_certificate_pem: certificates.ca_certificate_pem().to_owned(),
             jobs,
             shutdown,
             tasks,

@@ -31,6 +31,8 @@ pub enum IotMode {
     /// Start the embedded engine in this process and talk to it like to AWS.
     Local {
         mqtt_listen: SocketAddr,
+        /// The broker's mutual-TLS listener for devices with engine-issued certificates.
+        mqtts_listen: Option<SocketAddr>,
         engine_listen: SocketAddr,
         simulate: usize,
         /// Things to register at start-up (CreateThing is idempotent).
@@ -98,6 +100,10 @@ pub struct RunningServer {
     pub mqtt_addr: Option<SocketAddr>,
     /// The IoT client the server uses (tests register their fleet through it).
     pub iot_client: aws_sdk_iot::Client,
+    /// Local mode: where devices connect over MQTT with TLS and client certificates.
+    pub mqtts_addr: Option<SocketAddr>,
+    /// Local mode: the engine's CA certificate (PEM), which devices trust to verify the broker.
+    pub ca_certificate_pem: Option<String>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     engine: Option<RunningEngine>,
@@ -159,6 +165,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (iot, engine, events, simulate, register) = match &config.iot {
         IotMode::Local {
             mqtt_listen,
+            mqtts_listen,
             engine_listen,
             simulate,
             register,
@@ -170,17 +177,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 secret_access_key: ephemeral_secret(),
                 service_username: "flotilla-server".into(),
                 service_password: ephemeral_secret(),
+                device_token_secret: None,
             };
             let http = TcpListener::bind(engine_listen).await.with_context(|| {
                 format!("binding the engine's control plane to {engine_listen}")
             })?;
-            let mqtt = TcpListener::bind(mqtt_listen)
-                .await
-                .with_context(|| format!("binding the engine's MQTT listener to {mqtt_listen}"))?;
             let engine = RunningEngine::start(
                 pool.clone(),
                 engine_config.clone(),
-                Listeners { http, mqtt },
+                Listeners {
+                    http,
+                    mqtt: *mqtt_listen,
+                    mqtts: *mqtts_listen,
+                },
             )
             .await?;
             let credentials = aws_credential_types::Credentials::new(
@@ -277,6 +286,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
 
     let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));
+    let mqtts_addr = engine.as_ref().and_then(|e| e.mqtts_addr).map(reachable);
+    let ca_certificate_pem = engine.as_ref().map(|e| e.ca_certificate_pem.clone());
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)
@@ -337,6 +348,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         addr,
         mqtt_addr,
         iot_client,
+        mqtts_addr,
+        ca_certificate_pem,
         shutdown,
         tasks,
         engine,

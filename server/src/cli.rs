@@ -55,6 +55,10 @@ struct ServeArgs {
     /// default, so it coexists with a system broker.
     #[arg(long, env = "FLOTILLA_MQTT_LISTEN", default_value = "127.0.0.1:18830")]
     mqtt_listen: SocketAddr,
+    /// Local mode: where the engine's MQTT broker listens for devices over TLS with client
+    /// certificates the engine issued (CreateKeysAndCertificate). Never 8883 by default.
+    #[arg(long, env = "FLOTILLA_MQTTS_LISTEN", default_value = "127.0.0.1:18831")]
+    mqtts_listen: SocketAddr,
     /// Local mode: where the engine's IoT control-plane API listens.
     #[arg(long, env = "FLOTILLA_ENGINE_LISTEN", default_value = "127.0.0.1:0")]
     engine_listen: SocketAddr,
@@ -161,6 +165,7 @@ pub fn main() -> anyhow::Result<()> {
                     iot: match args.iot {
                         Iot::Local => IotMode::Local {
                             mqtt_listen: args.mqtt_listen,
+                            mqtts_listen: Some(args.mqtts_listen),
                             engine_listen: args.engine_listen,
                             simulate: args.simulate,
                             register: args.register_thing,

@@ -1,42 +1,53 @@
-//! The embedded MQTT 3.1.1 broker devices connect to.
+//! The embedded MQTT broker (3.1.1 and 5) devices connect to: rmqtt, running on the engine's
+//! tokio runtime, with the engine's answers in its hooks (see `docs/broker.md` for why rmqtt).
 //!
-//! It routes publishes between clients like any broker, but requests on the reserved
-//! `$aws/things/{thing}/jobs/…` topics are not routed: they go, in order per connection, to the
-//! [`Hooks`] the engine installs, which answer on the matching `/accepted` or `/rejected` topic.
-//! Authentication and per-topic authorization are the broker's: a device may only use its own
-//! thing's topics; the dashboard's service identity may use any.
-//!
-//! Packets are framed with `rumqttc`'s codec, so the wire format is the one the client library
-//! (and the AWS device SDKs) are tested against.
+//! - Two listeners: plain TCP (development; devices authenticate by client id = thing name,
+//!   plus a token when the engine requires one) and TLS with client certificates (devices
+//!   authenticate with a certificate the engine's CA issued and attached to their thing).
+//! - Authentication ([`Hooks::authenticate`], implemented by [`auth::EngineHooks`]) decides who a
+//!   client is: the trusted service identity, or the device of one thing.
+//! - Authorization: a device may subscribe and publish only on its own
+//!   `$aws/things/{thing}/…` topics; the service identity (an rmqtt superuser) may use any.
+//! - Requests on `$aws/things/{thing}/jobs/…` are handed, in order per connection, to the jobs
+//!   logic ([`Hooks::handle`]), which answers on `/accepted` or `/rejected` through
+//!   [`Broker::publish`].
+//! - Lifecycle events: `$aws/events/presence/{connected|disconnected}/{clientId}` with AWS
+//!   IoT's payloads, for each device.
 
-pub mod topics;
+pub mod auth;
+
+pub use auth::device_token;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use anyhow::Context;
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, SubAck,
-    SubscribeReasonCode, UnsubAck,
+use rmqtt::codec::types::Publish as PublishPacket;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::session::{Session, SessionState};
+use rmqtt::types::{
+    AuthResult, ClientId, From, Id, ListenerId, Message, PublishAclResult, QoS, Reason,
+    SubscribeAclResult,
 };
-use rumqttc::mqttbytes::{self, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use topics::TopicTree;
+use crate::certificates::ServerIdentity;
 
 /// The largest packet accepted: AWS IoT's 128 KiB payload limit plus headers.
-pub const MAX_PACKET_SIZE: usize = 128 * 1024 + 1024;
-/// How long a client may take to send CONNECT after opening the connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages queued for one slow client before it is disconnected.
-const OUTBOX_CAPACITY: usize = 1024;
+pub const MAX_PACKET_SIZE: u32 = 128 * 1024 + 1024;
+/// The rmqtt listener ids (they key the listeners' configurations, so they must differ even
+/// when both ports are picked by the system).
+const PLAIN_LISTENER: ListenerId = 1;
+const TLS_LISTENER: ListenerId = 2;
 
 /// Who a connection is, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,70 +71,111 @@ impl Identity {
     }
 }
 
-/// What a client presented in CONNECT.
+/// Which listener a client came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Plain,
+    Tls,
+}
+
+/// What a client presented in CONNECT (and, on the TLS listener, in the handshake).
 #[derive(Debug, Clone)]
 pub struct ConnectInfo {
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
-    pub peer: SocketAddr,
+    pub password: Option<Vec<u8>>,
+    pub peer: String,
+    pub listener: ListenerKind,
+    /// The client certificate's serial number (hex), verified against the engine's CA.
+    pub certificate_serial: Option<String>,
+}
+
+/// A client the engine let in.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub identity: Identity,
+    /// The certificate it authenticated with, so revoking it can disconnect the client.
+    pub certificate_id: Option<String>,
+}
+
+/// Why a client was turned away (the CONNACK code it gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadUsernameOrPassword,
+    NotAuthorized,
+    BadClientId,
+    /// The engine could not decide (its database is unreachable).
+    Unavailable,
 }
 
 /// The engine's side of the broker.
 pub trait Hooks: Send + Sync + 'static {
     /// Decides who a connecting client is, or refuses it.
-    fn authenticate(&self, info: ConnectInfo)
-    -> BoxFuture<'_, Result<Identity, ConnectReturnCode>>;
+    fn authenticate(&self, info: ConnectInfo) -> BoxFuture<'_, Result<Admitted, Refusal>>;
 
-    /// Whether the engine consumes publishes to `topic` instead of routing them to subscribers.
+    /// Whether the engine handles publishes to `topic` (the Jobs device API).
     fn consumes(&self, topic: &str) -> bool;
 
-    /// Handles a consumed publish. Runs before the next packet of the same connection is read,
-    /// so a device's requests are handled in the order it sent them.
+    /// Handles a consumed publish. Runs before the client's next packet is processed, so a
+    /// device's requests are handled in the order it sent them.
     fn handle<'a>(
         &'a self,
         identity: &'a Identity,
         topic: &'a str,
         payload: Bytes,
     ) -> BoxFuture<'a, ()>;
-
-    /// Called once a client has connected (`true`) or its connection ended (`false`).
-    fn presence(&self, _identity: &Identity, _client_id: &str, _connected: bool) {}
 }
 
-/// One message on its way to a subscriber.
+/// The TLS listener: where, the broker's certificate, and the CA it trusts for clients.
 #[derive(Debug, Clone)]
-struct Delivery {
-    topic: Arc<str>,
-    payload: Bytes,
-    qos: QoS,
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub identity: ServerIdentity,
+    pub client_ca_pem: String,
 }
 
-/// What a connection's writer task is asked to send.
+/// The listeners to open.
+#[derive(Debug, Clone)]
+pub struct BrokerListeners {
+    pub mqtt: SocketAddr,
+    pub mqtts: Option<TlsListener>,
+}
+
+/// A started broker: the addresses bound and the task serving them.
 #[derive(Debug)]
-enum Outgoing {
-    Packet(Packet),
-    Deliver(Delivery),
+pub struct Started {
+    pub mqtt_addr: SocketAddr,
+    pub mqtts_addr: Option<SocketAddr>,
+    pub task: JoinHandle<()>,
 }
 
-/// How a subscription is stored in the topic tree.
+/// A connected client, as the engine tracks it for revocation and lifecycle events.
 #[derive(Debug, Clone)]
-struct Subscriber {
-    qos: QoS,
-    outbox: mpsc::Sender<Outgoing>,
+struct LiveSession {
+    id: Id,
+    identity: Identity,
+    certificate_id: Option<String>,
+    session_identifier: String,
 }
 
-/// The broker's shared state. Cheap to clone.
-#[derive(Clone)]
+/// The broker's shared state. Cheap to clone; [`Broker::publish`] may be called before the
+/// broker is started (messages are dropped until then: nobody could have subscribed).
+#[derive(Clone, Default)]
 pub struct Broker {
     inner: Arc<Inner>,
 }
 
+#[derive(Default)]
 struct Inner {
-    subscriptions: RwLock<TopicTree<Subscriber>>,
-    /// The live connection of each client id, so a second CONNECT takes the session over.
-    sessions: Mutex<HashMap<String, (u64, CancellationToken)>>,
-    next_conn: AtomicU64,
+    /// Messages the engine publishes, in order, to the task that routes them.
+    outbox: OnceLock<mpsc::UnboundedSender<(String, Bytes)>>,
+    scx: OnceLock<ServerContext>,
+    /// Admitted at authentication, until the session is up (keyed by the connection's id).
+    pending: Mutex<HashMap<Id, Admitted>>,
+    /// Connected clients by client id.
+    live: Mutex<HashMap<String, LiveSession>>,
+    /// How many times each client id connected, for the lifecycle events' `versionNumber`.
+    versions: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -132,342 +184,486 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-impl Default for Broker {
-    fn default() -> Self {
-        Self::new()
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Broker {
     pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                subscriptions: RwLock::new(TopicTree::default()),
-                sessions: Mutex::new(HashMap::new()),
-                next_conn: AtomicU64::new(1),
-            }),
-        }
+        Self::default()
     }
 
-    /// Publishes a message from the engine itself to every matching subscriber. Like AWS IoT
-    /// publishing on reserved topics, it is delivered at most at QoS 1 and triggers no hooks.
+    /// Publishes a message from the engine itself to every matching subscriber, in the order
+    /// of the calls. Like AWS IoT publishing on reserved topics, it triggers no hooks.
     pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) {
-        let payload = payload.into();
-        let subscribers = self
-            .inner
-            .subscriptions
-            .read()
-            .expect("subscriptions lock")
-            .matches(topic);
-        if subscribers.is_empty() {
+        if let Some(outbox) = self.inner.outbox.get() {
+            // Fails only once the broker stopped, when nobody is left to receive it.
+            let _ = outbox.send((topic.to_owned(), payload.into()));
+        }
+    }
+
+    /// Disconnects every client connected with the certificate `certificate_id`; the engine
+    /// calls it when the certificate stops admitting them (deactivated, revoked, detached).
+    pub async fn disconnect_certificate(&self, certificate_id: &str) {
+        let sessions: Vec<LiveSession> = lock(&self.inner.live)
+            .values()
+            .filter(|live| live.certificate_id.as_deref() == Some(certificate_id))
+            .cloned()
+            .collect();
+        for live in sessions {
+            tracing::info!(client_id = %live.id.client_id, certificate.id = certificate_id, "disconnecting {} whose certificate no longer admits it", live.id.client_id);
+            self.close(&live.id).await;
+        }
+    }
+
+    /// Ends the connection of the session `id`, if it is still the live one.
+    async fn close(&self, id: &Id) {
+        let Some(scx) = self.inner.scx.get() else {
+            return;
+        };
+        let tx = scx.extends.shared().await.entry(id.clone()).tx();
+        if let Some(tx) = tx {
+            let _ = tx.unbounded_send(Message::Closed(Reason::from_static(
+                "the client's certificate no longer admits it",
+            )));
+        }
+    }
+
+    /// Binds the listeners and starts serving on the current tokio runtime until `shutdown`.
+    pub async fn start(
+        &self,
+        listeners: BrokerListeners,
+        hooks: Arc<dyn Hooks>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Started> {
+        // The busy check refuses CONNECTs with ServiceUnavailable when the machine is loaded,
+        // which a test run or a fleet reconnecting at once easily makes it.
+        let scx = ServerContext::new().busy_check_enable(false).build().await;
+        let plain = listener_builder("mqtt", listeners.mqtt)
+            .bind()
+            .with_context(|| format!("binding the MQTT listener to {}", listeners.mqtt))?
+            .tcp()?;
+        let mqtt_addr = plain.local_addr()?;
+
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(plain, PLAIN_LISTENER);
+        let mut files = None;
+        let mut mqtts_addr = None;
+        if let Some(tls) = listeners.mqtts {
+            let written = TlsFiles::write(&tls).context("writing the broker's TLS files")?;
+            let listener = listener_builder("mqtts", tls.addr)
+                .tls_cert(Some(written.certificate.to_string_lossy()))
+                .tls_key(Some(written.key.to_string_lossy()))
+                .tls_client_ca_certs(Some(written.client_ca.to_string_lossy()))
+                .tls_cross_certificate(true)
+                // The certificate's serial number must reach the authentication hook.
+                .collect_cert_info(true)
+                .bind()
+                .with_context(|| format!("binding the MQTTS listener to {}", tls.addr))?
+                .tls()
+                .context("configuring the MQTTS listener's TLS")?;
+            mqtts_addr = Some(listener.local_addr()?);
+            server = server.listener_by_id(listener, TLS_LISTENER);
+            files = Some(written);
+        }
+
+        let register = scx.extends.hook_mgr().register();
+        let handler = || {
+            Box::new(EngineHandler {
+                broker: self.clone(),
+                hooks: hooks.clone(),
+            })
+        };
+        for typ in [
+            Type::ClientAuthenticate,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+            Type::MessagePublish,
+            Type::ClientConnected,
+            Type::ClientDisconnected,
+        ] {
+            register.add(typ, handler()).await;
+        }
+        register.start().await;
+
+        let (outbox, mut queued) = mpsc::unbounded_channel::<(String, Bytes)>();
+        let _ = self.inner.outbox.set(outbox);
+        let _ = self.inner.scx.set(scx.clone());
+
+        let broker = self.clone();
+        let task = tokio::spawn(async move {
+            // Keeps the TLS files until the broker stops (rustls read them at bind already).
+            let _files = files;
+            let system = Id::new(
+                scx.node.id(),
+                0,
+                None,
+                None,
+                ClientId::from_static("flotilla-engine"),
+                None,
+            );
+            let router_scx = scx.clone();
+            let router = async move {
+                while let Some((topic, payload)) = queued.recv().await {
+                    let packet = Box::new(PublishPacket {
+                        dup: false,
+                        retain: false,
+                        // Delivered at most at QoS 1, as AWS IoT does.
+                        qos: QoS::AtLeastOnce,
+                        topic: topic.into(),
+                        packet_id: None,
+                        payload,
+                        properties: None,
+                    });
+                    let publish = rmqtt::types::Publish::new(
+                        packet,
+                        None,
+                        None,
+                        Some(chrono::Utc::now().timestamp_millis()),
+                    );
+                    if let Err(error) = SessionState::forwards(
+                        &router_scx,
+                        From::from_system(system.clone()),
+                        publish,
+                        false,
+                        None,
+                    )
+                    .await
+                    {
+                        tracing::debug!(%error, "could not route an engine message: {error}");
+                    }
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                // Runs the accept loops; returns only if every listener failed to start.
+                served = server.build().run() => {
+                    if let Err(error) = served {
+                        tracing::error!(%error, "the MQTT broker stopped: {error}");
+                    }
+                }
+                () = router => {}
+            }
+            broker.close_all().await;
+        });
+        Ok(Started {
+            mqtt_addr,
+            mqtts_addr,
+            task,
+        })
+    }
+
+    /// Ends every connection, so clients of a stopped engine reconnect to its successor.
+    async fn close_all(&self) {
+        let sessions: Vec<Id> = lock(&self.inner.live)
+            .values()
+            .map(|live| live.id.clone())
+            .collect();
+        for id in sessions {
+            self.close(&id).await;
+        }
+    }
+
+    fn connected(&self, session: &Session) {
+        let admitted = lock(&self.inner.pending).remove(&session.id);
+        let Some(admitted) = admitted else {
+            return;
+        };
+        let client_id = session.id.client_id.to_string();
+        let live = LiveSession {
+            id: session.id.clone(),
+            identity: admitted.identity,
+            certificate_id: admitted.certificate_id,
+            session_identifier: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let version = {
+            let mut versions = lock(&self.inner.versions);
+            let version = versions.entry(client_id.clone()).or_insert(0);
+            *version += 1;
+            *version - 1
+        };
+        lock(&self.inner.live).insert(client_id.clone(), live.clone());
+        if live.identity == Identity::Service {
             return;
         }
-        let topic: Arc<str> = Arc::from(topic);
-        for (_, sub) in subscribers {
-            let delivery = Delivery {
-                topic: topic.clone(),
-                payload: payload.clone(),
-                qos: sub.qos,
-            };
-            // A full outbox means the client does not keep up: drop the message for it rather
-            // than stall every publisher; its keep-alive or the reconnect logic recovers.
-            if sub.outbox.try_send(Outgoing::Deliver(delivery)).is_err() {
-                tracing::debug!(topic = %topic, "dropped a message for a slow or closed client");
+        let mut event = presence_event(&live, "connected", version);
+        if let Some(peer) = session.id.remote_addr {
+            event["ipAddress"] = serde_json::json!(peer.ip().to_string());
+        }
+        self.publish(
+            &format!("$aws/events/presence/connected/{client_id}"),
+            event.to_string(),
+        );
+    }
+
+    fn disconnected(&self, session: &Session, reason: &Reason) {
+        let client_id = session.id.client_id.to_string();
+        let live = {
+            let mut live = lock(&self.inner.live);
+            match live.get(&client_id) {
+                Some(current) if current.id == session.id => live.remove(&client_id),
+                _ => None,
+            }
+        };
+        let Some(live) = live else {
+            return;
+        };
+        if live.identity == Identity::Service {
+            return;
+        }
+        let version = lock(&self.inner.versions)
+            .get(&client_id)
+            .copied()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        let (client_initiated, aws_reason) = disconnect_reason(reason);
+        let mut event = presence_event(&live, "disconnected", version);
+        event["clientInitiatedDisconnect"] = serde_json::json!(client_initiated);
+        event["disconnectReason"] = serde_json::json!(aws_reason);
+        self.publish(
+            &format!("$aws/events/presence/disconnected/{client_id}"),
+            event.to_string(),
+        );
+    }
+}
+
+/// A listener's settings, common to both listeners.
+fn listener_builder(name: &str, addr: SocketAddr) -> Builder {
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .nodelay(true)
+        // rmqtt's default lets a CONNECT without username skip the authentication hook.
+        .allow_anonymous(false)
+        .max_packet_size(MAX_PACKET_SIZE)
+        .max_qos_allowed(rmqtt::codec::types::QoS::AtLeastOnce)
+        .handshake_timeout(Duration::from_secs(10))
+        .max_inflight(std::num::NonZeroU16::new(64).expect("non-zero"))
+        .max_mqueue_len(1024)
+}
+
+/// The lifecycle event body common to `connected` and `disconnected`.
+fn presence_event(live: &LiveSession, event_type: &str, version: u64) -> serde_json::Value {
+    serde_json::json!({
+        "clientId": live.id.client_id.to_string(),
+        "timestamp": chrono::Utc::now().timestamp_millis(),
+        "eventType": event_type,
+        "sessionIdentifier": live.session_identifier,
+        "principalIdentifier": live
+            .certificate_id
+            .clone()
+            .unwrap_or_else(|| live.id.client_id.to_string()),
+        "versionNumber": version,
+    })
+}
+
+/// Whether the client ended the connection, and AWS IoT's `disconnectReason` for `reason`.
+fn disconnect_reason(reason: &Reason) -> (bool, &'static str) {
+    match reason {
+        Reason::ConnectDisconnect(_) => (true, "CLIENT_INITIATED_DISCONNECT"),
+        Reason::ConnectKicked(_) => (false, "DUPLICATE_CLIENTID"),
+        Reason::ConnectKeepaliveTimeout => (false, "MQTT_KEEP_ALIVE_TIMEOUT"),
+        Reason::ConnectRemoteClose
+        | Reason::ConnectReadWriteError
+        | Reason::ConnectReadWriteTimeout => (false, "CONNECTION_LOST"),
+        Reason::PublishResult(_) | Reason::SubscribeRefused => (false, "FORBIDDEN_ACCESS"),
+        Reason::ProtocolError(_) => (false, "CLIENT_ERROR"),
+        Reason::Error(_) => (false, "AUTH_ERROR"),
+        _ => (false, "SERVER_INITIATED_DISCONNECT"),
+    }
+}
+
+/// The TLS material rmqtt reads from files, in a private folder removed when dropped.
+struct TlsFiles {
+    folder: std::path::PathBuf,
+    certificate: std::path::PathBuf,
+    key: std::path::PathBuf,
+    client_ca: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    fn write(tls: &TlsListener) -> std::io::Result<Self> {
+        let folder = std::env::temp_dir().join(format!(
+            "flotilla-engine-tls-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&folder)?;
+        let files = Self {
+            certificate: folder.join("broker.crt"),
+            key: folder.join("broker.key"),
+            client_ca: folder.join("client-ca.crt"),
+            folder,
+        };
+        std::fs::write(&files.certificate, &tls.identity.certificate_chain_pem)?;
+        std::fs::write(&files.key, &tls.identity.private_key_pem)?;
+        std::fs::write(&files.client_ca, &tls.client_ca_pem)?;
+        Ok(files)
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// The engine's rmqtt hook handler.
+struct EngineHandler {
+    broker: Broker,
+    hooks: Arc<dyn Hooks>,
+}
+
+impl EngineHandler {
+    async fn authenticate(&self, info: &rmqtt::types::ConnectInfo) -> AuthResult {
+        let id = info.id().clone();
+        let connect = ConnectInfo {
+            client_id: info.client_id().to_string(),
+            username: info.username().map(|u| u.to_string()),
+            password: info.password().map(|p| p.to_vec()),
+            peer: info
+                .ipaddress()
+                .map(|peer| peer.to_string())
+                .unwrap_or_default(),
+            listener: if id.lid == TLS_LISTENER {
+                ListenerKind::Tls
+            } else {
+                ListenerKind::Plain
+            },
+            certificate_serial: info.cert().and_then(|cert| cert.serial.clone()),
+        };
+        match self.hooks.authenticate(connect).await {
+            Ok(admitted) => {
+                let superuser = admitted.identity == Identity::Service;
+                lock(&self.broker.inner.pending).insert(id, admitted);
+                AuthResult::Allow(superuser, None)
+            }
+            Err(Refusal::BadUsernameOrPassword) => AuthResult::BadUsernameOrPassword,
+            Err(Refusal::NotAuthorized | Refusal::BadClientId | Refusal::Unavailable) => {
+                AuthResult::NotAuthorized
             }
         }
     }
 
-    /// Accepts connections on `listener` until `shutdown` is cancelled.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        hooks: Arc<dyn Hooks>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "mqtt accept failed: {error}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let broker = self.clone();
-            let hooks = hooks.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(error) = broker.connection(stream, peer, hooks, shutdown).await {
-                    tracing::debug!(%peer, %error, "mqtt connection closed: {error}");
-                }
-            });
-        }
-    }
-
-    async fn connection(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        hooks: Arc<dyn Hooks>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let (mut reader, mut writer) = stream.into_split();
-        let mut buffer = BytesMut::with_capacity(4096);
-
-        let connect = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            read_packet(&mut reader, &mut buffer),
-        )
-        .await
-        {
-            Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-            Ok(Ok(_)) => anyhow::bail!("first packet was not CONNECT"),
-            Ok(Err(error)) => return Err(error),
-            Err(_) => anyhow::bail!("no CONNECT within {CONNECT_TIMEOUT:?}"),
-        };
-        if connect.protocol != mqttbytes::Protocol::V4 {
-            // This listener speaks MQTT 3.1.1; say so rather than misread a v5 CONNECT.
-            let refused = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false);
-            write_packet(&mut writer, &Packet::ConnAck(refused)).await?;
-            anyhow::bail!("refused an MQTT 5 CONNECT");
-        }
-        let (username, password) = match connect.login {
-            Some(login) => (Some(login.username), Some(login.password)),
-            None => (None, None),
-        };
-        let info = ConnectInfo {
-            client_id: connect.client_id.clone(),
-            username,
-            password,
-            peer,
-        };
-        let identity = match hooks.authenticate(info).await {
-            Ok(identity) => identity,
-            Err(code) => {
-                write_packet(&mut writer, &Packet::ConnAck(ConnAck::new(code, false))).await?;
-                anyhow::bail!(
-                    "refused CONNECT from client id {:?}: {code:?}",
-                    connect.client_id
-                );
-            }
-        };
-        let client_id = connect.client_id;
-
-        // Take over any earlier session with the same client id, as MQTT requires.
-        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let kicked = shutdown.child_token();
-        if let Some((_, previous)) = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(client_id.clone(), (conn, kicked.clone()))
-        {
-            previous.cancel();
-        }
-
-        let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
-        let writer_task = tokio::spawn(write_loop(writer, inbox));
-        outbox
-            .send(Outgoing::Packet(Packet::ConnAck(ConnAck::new(
-                ConnectReturnCode::Success,
-                false,
-            ))))
-            .await?;
-        hooks.presence(&identity, &client_id, true);
-
-        let keep_alive = match connect.keep_alive {
-            0 => Duration::from_secs(24 * 3600),
-            secs => Duration::from_millis(u64::from(secs) * 1500),
-        };
-        let mut filters: Vec<String> = Vec::new();
-        let result = async {
-            loop {
-                let packet = tokio::select! {
-                    () = kicked.cancelled() => return Ok(()),
-                    read = tokio::time::timeout(keep_alive, read_packet(&mut reader, &mut buffer)) => match read {
-                        Err(_) => anyhow::bail!("keep-alive expired"),
-                        Ok(Err(error)) => return Err(error),
-                        Ok(Ok(None)) => return Ok(()),
-                        Ok(Ok(Some(packet))) => packet,
-                    },
-                };
-                match packet {
-                    Packet::Publish(publish) => {
-                        self.on_publish(&identity, &hooks, publish, &outbox).await?;
-                    }
-                    Packet::Subscribe(subscribe) => {
-                        let mut codes = Vec::with_capacity(subscribe.filters.len());
-                        for filter in subscribe.filters {
-                            if topics::valid_filter(&filter.path) && identity.may_use(&filter.path) {
-                                // The broker delivers at most at QoS 1, as AWS IoT does.
-                                let qos = match filter.qos {
-                                    QoS::AtMostOnce => QoS::AtMostOnce,
-                                    _ => QoS::AtLeastOnce,
-                                };
-                                self.inner.subscriptions.write().expect("subscriptions lock").insert(
-                                    &filter.path,
-                                    conn,
-                                    Subscriber { qos, outbox: outbox.clone() },
-                                );
-                                filters.push(filter.path);
-                                codes.push(SubscribeReasonCode::Success(qos));
-                            } else {
-                                tracing::info!(client_id, filter = filter.path, "refused subscription to {}", filter.path);
-                                codes.push(SubscribeReasonCode::Failure);
-                            }
-                        }
-                        outbox.send(Outgoing::Packet(Packet::SubAck(SubAck::new(subscribe.pkid, codes)))).await?;
-                    }
-                    Packet::Unsubscribe(unsubscribe) => {
-                        {
-                            let mut tree = self.inner.subscriptions.write().expect("subscriptions lock");
-                            for topic in &unsubscribe.topics {
-                                tree.remove(topic, conn);
-                            }
-                        }
-                        filters.retain(|f| !unsubscribe.topics.contains(f));
-                        outbox.send(Outgoing::Packet(Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid)))).await?;
-                    }
-                    Packet::PingReq => outbox.send(Outgoing::Packet(Packet::PingResp)).await?,
-                    Packet::PubRel(pubrel) => {
-                        outbox.send(Outgoing::Packet(Packet::PubComp(PubComp::new(pubrel.pkid)))).await?;
-                    }
-                    // Deliveries are at most once: acknowledgements need no bookkeeping.
-                    Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {}
-                    Packet::Disconnect => return Ok(()),
-                    other => anyhow::bail!("unexpected packet {other:?}"),
-                }
-            }
-        }
-        .await;
-
-        // Clean up: subscriptions of this connection, and the session entry if still ours.
-        {
-            let mut tree = self
-                .inner
-                .subscriptions
-                .write()
-                .expect("subscriptions lock");
-            for filter in &filters {
-                tree.remove(filter, conn);
-            }
-        }
-        {
-            let mut sessions = self.inner.sessions.lock().expect("sessions lock");
-            if sessions.get(&client_id).is_some_and(|(c, _)| *c == conn) {
-                sessions.remove(&client_id);
-            }
-        }
-        hooks.presence(&identity, &client_id, false);
-        drop(outbox);
-        let _ = writer_task.await;
-        result
-    }
-
-    async fn on_publish(
-        &self,
-        identity: &Identity,
-        hooks: &Arc<dyn Hooks>,
-        publish: Publish,
-        outbox: &mpsc::Sender<Outgoing>,
-    ) -> anyhow::Result<()> {
-        if !topics::valid_topic(&publish.topic) || !identity.may_use(&publish.topic) {
-            // AWS IoT disconnects a client that publishes where its policy does not allow.
-            anyhow::bail!("not authorized to publish to {:?}", publish.topic);
-        }
-        if hooks.consumes(&publish.topic) {
-            hooks
-                .handle(identity, &publish.topic, publish.payload)
-                .await;
+    /// Who a session is: the service identity is rmqtt's superuser; anyone else is the device
+    /// of the thing its client id names (checked at authentication).
+    async fn identity(session: &Session) -> Identity {
+        if session.superuser().await.unwrap_or(false) {
+            Identity::Service
         } else {
-            self.publish(&publish.topic, publish.payload);
-        }
-        match publish.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => {
-                outbox
-                    .send(Outgoing::Packet(Packet::PubAck(PubAck::new(publish.pkid))))
-                    .await?
-            }
-            QoS::ExactlyOnce => {
-                outbox
-                    .send(Outgoing::Packet(Packet::PubRec(PubRec::new(publish.pkid))))
-                    .await?
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Reads one packet; `None` when the peer closed the connection cleanly.
-async fn read_packet(
-    reader: &mut (impl AsyncReadExt + Unpin),
-    buffer: &mut BytesMut,
-) -> anyhow::Result<Option<Packet>> {
-    loop {
-        match Packet::read(buffer, MAX_PACKET_SIZE) {
-            Ok(packet) => return Ok(Some(packet)),
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
-            Err(error) => anyhow::bail!("malformed packet: {error}"),
-        }
-        if reader.read_buf(buffer).await? == 0 {
-            if buffer.is_empty() {
-                return Ok(None);
-            }
-            anyhow::bail!("connection closed mid-packet");
+            Identity::Thing(session.id.client_id.to_string())
         }
     }
 }
 
-async fn write_packet(
-    writer: &mut (impl AsyncWriteExt + Unpin),
-    packet: &Packet,
-) -> anyhow::Result<()> {
-    let mut out = BytesMut::new();
-    packet.write(&mut out, MAX_PACKET_SIZE)?;
-    writer.write_all(&out).await?;
-    Ok(())
+/// rmqtt declares [`Handler::hook`] with `async_trait`; spelled out here because the trait
+/// leaves `Parameter`'s lifetime elided, which an `async fn` in the impl may not.
+impl Handler for EngineHandler {
+    fn hook<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        param: &'life1 Parameter,
+        acc: Option<HookResult>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ReturnType> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.on(param, acc))
+    }
 }
 
-/// Sends everything queued for one connection, numbering QoS 1 deliveries.
-async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut inbox: mpsc::Receiver<Outgoing>,
-) {
-    let mut next_pkid: u16 = 0;
-    let mut out = BytesMut::with_capacity(4096);
-    while let Some(first) = inbox.recv().await {
-        // Batch whatever is already queued into one write.
-        let mut item = Some(first);
-        while let Some(outgoing) = item.take().or_else(|| inbox.try_recv().ok()) {
-            let packet = match outgoing {
-                Outgoing::Packet(packet) => packet,
-                Outgoing::Deliver(delivery) => {
-                    let mut publish =
-                        Publish::from_bytes(&*delivery.topic, delivery.qos, delivery.payload);
-                    if delivery.qos != QoS::AtMostOnce {
-                        next_pkid = next_pkid.checked_add(1).unwrap_or(1);
-                        publish.pkid = next_pkid;
+impl EngineHandler {
+    async fn on(&self, param: &Parameter<'_>, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(info) => {
+                let result = self.authenticate(info).await;
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let identity = Self::identity(session).await;
+                let filter: &str = &subscribe.topic_filter;
+                let result = if identity.may_use(filter) {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    tracing::info!(client_id = %session.id.client_id, filter, "refused subscription to {filter}");
+                    SubscribeAclResult::new_failure(
+                        rmqtt::codec::v5::SubscribeAckReason::NotAuthorized,
+                    )
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let identity = Self::identity(session).await;
+                let topic: &str = &publish.topic;
+                let result = if identity.may_use(topic) {
+                    PublishAclResult::allow()
+                } else {
+                    // AWS IoT disconnects a client that publishes where its policy does not
+                    // allow; rmqtt would otherwise acknowledge and drop it on MQTT 3.1.1.
+                    tracing::info!(client_id = %session.id.client_id, topic, "disconnecting {}: not authorized to publish to {topic}", session.id.client_id);
+                    PublishAclResult::rejected(true, None)
+                };
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            Parameter::MessagePublish(Some(session), from, publish) if !from.is_system() => {
+                let topic: &str = &publish.topic;
+                if self.hooks.consumes(topic) {
+                    // rmqtt runs this hook before its publish ACL, so the check is made here
+                    // too: a request for another thing is not handled (and the ACL hook then
+                    // disconnects the client).
+                    let identity = Self::identity(session).await;
+                    if identity.may_use(topic) {
+                        self.hooks
+                            .handle(&identity, topic, publish.payload.clone())
+                            .await;
                     }
-                    Packet::Publish(publish)
                 }
-            };
-            if let Err(error) = packet.write(&mut out, MAX_PACKET_SIZE) {
-                tracing::warn!(%error, "could not encode an outgoing packet: {error}");
+                (true, acc)
             }
-            if out.len() > 64 * 1024 {
-                break;
+            Parameter::ClientConnected(session) => {
+                self.broker.connected(session);
+                (true, acc)
             }
+            Parameter::ClientDisconnected(session, reason) => {
+                self.broker.disconnected(session, &reason);
+                (true, acc)
+            }
+            _ => (true, acc),
         }
-        if writer.write_all(&out).await.is_err() {
-            return;
-        }
-        out.clear();
     }
-    let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thing_uses_only_its_own_topics() {
+        let thing = Identity::Thing("a".into());
+        assert!(thing.may_use("$aws/things/a/jobs/get"));
+        assert!(thing.may_use("$aws/things/a/jobs/+/update/accepted"));
+        assert!(!thing.may_use("$aws/things/ab/jobs/get"));
+        assert!(!thing.may_use("$aws/things/b/jobs/get"));
+        assert!(!thing.may_use("$aws/things/+/jobs/get"));
+        assert!(!thing.may_use("$aws/things/a"));
+        assert!(!thing.may_use("$aws/events/#"));
+        assert!(!thing.may_use("#"));
+        assert!(Identity::Service.may_use("$aws/events/#"));
+    }
+
+    #[test]
+    fn disconnect_reasons_follow_aws() {
+        assert_eq!(
+            disconnect_reason(&Reason::ConnectDisconnect(None)),
+            (true, "CLIENT_INITIATED_DISCONNECT")
+        );
+        assert_eq!(
+            disconnect_reason(&Reason::ConnectKeepaliveTimeout),
+            (false, "MQTT_KEEP_ALIVE_TIMEOUT")
+        );
+    }
 }

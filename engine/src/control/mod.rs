@@ -8,6 +8,7 @@
 //! Every request must carry a valid AWS Signature Version 4 for the configured access key,
 //! region and the `iot` service ([`sigv4`]).
 
+mod certificates;
 mod event_config;
 mod executions;
 mod groups;
@@ -37,6 +38,15 @@ use crate::jobs::{ErrorKind, Jobs, ServiceError};
 pub struct ControlState {
     pub jobs: Arc<Jobs>,
     pub config: Arc<EngineConfig>,
+    pub certificates: Arc<crate::certificates::Certificates>,
+    pub endpoints: Endpoints,
+}
+
+/// The broker's listeners, as DescribeEndpoint reports them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Endpoints {
+    pub mqtt: Option<std::net::SocketAddr>,
+    pub mqtts: Option<std::net::SocketAddr>,
 }
 
 /// The control-plane router.
@@ -48,6 +58,7 @@ pub fn router(state: ControlState) -> Router {
         .merge(groups::router())
         .merge(executions::router())
         .merge(event_config::router())
+        .merge(certificates::router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -261,6 +272,7 @@ mod tests {
             secret_access_key: SECRET.into(),
             service_username: "service".into(),
             service_password: "service".into(),
+            device_token_secret: None,
         }
     }
 
@@ -271,9 +283,20 @@ mod tests {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://unused.invalid/unused")
             .expect("a lazy pool");
+        let certificates = crate::certificates::Certificates::in_memory(
+            pool.clone(),
+            crate::model::Arns {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
+            Broker::new(),
+        )
+        .expect("an in-memory certificate authority");
         let state = ControlState {
             jobs: Arc::new(Jobs::new(pool, config.clone(), Broker::new())),
             config,
+            certificates: Arc::new(certificates),
+            endpoints: Endpoints::default(),
         };
         let app = Router::new()
             .route(

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ErrorKind, ExecutionRow, Jobs, ServiceError, events};
-use crate::broker::{Broker, ConnectInfo, Identity};
-use crate::model::{ExecutionStatus, valid_thing_name};
+use crate::broker::{Broker, Identity};
+use crate::model::ExecutionStatus;
 
 /// The error codes of a `/rejected` reply.
 #[derive(Debug, Clone, Copy)]
@@ -66,33 +65,6 @@ impl Rejection {
             message: message.into(),
             execution_state: None,
         }
-    }
-}
-
-/// Decides who a connecting client is. The service identity is recognised by its username and
-/// password; a device's client id must be the name of a registered thing.
-pub(super) async fn authenticate(
-    jobs: &Jobs,
-    info: ConnectInfo,
-) -> Result<Identity, ConnectReturnCode> {
-    let config = jobs.config();
-    if info.username.as_deref() == Some(config.service_username.as_str()) {
-        return if info.password.as_deref() == Some(config.service_password.as_str()) {
-            Ok(Identity::Service)
-        } else {
-            Err(ConnectReturnCode::BadUserNamePassword)
-        };
-    }
-    if !valid_thing_name(&info.client_id) {
-        return Err(ConnectReturnCode::BadClientId);
-    }
-    match jobs.thing(&info.client_id).await {
-        Ok(Some(_)) => Ok(Identity::Thing(info.client_id)),
-        Ok(None) => {
-            tracing::info!(client_id = info.client_id, peer = %info.peer, "refused unknown thing {}", info.client_id);
-            Err(ConnectReturnCode::NotAuthorized)
-        }
-        Err(_) => Err(ConnectReturnCode::ServiceUnavailable),
     }
 }
 

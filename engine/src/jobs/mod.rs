@@ -1,8 +1,8 @@
 //! The jobs logic: things, jobs and executions in PostgreSQL, and the device-side Jobs API.
 //!
 //! Control-plane operations ([`Jobs::create_job`] …) are called by [`crate::control`]; device
-//! requests arrive from the [`crate::broker`] through the [`broker::Hooks`] implementation in
-//! [`device`]. Every state change is one transaction; the MQTT messages it causes (replies,
+//! requests arrive from the [`crate::broker`] through [`Jobs::handle_device_request`], which
+//! [`device`] implements. Every state change is one transaction; the MQTT messages it causes (replies,
 //! `notify`/`notify-next`, `$aws/events/…`) are published after it commits, so a crash can
 //! lose a notification (devices recover by asking) but never leave state half-written.
 
@@ -555,27 +555,21 @@ fn valid_attribute(name: &str, value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#=[]- ".contains(&b))
 }
 
-impl broker::Hooks for Jobs {
-    fn authenticate(
-        &self,
-        info: broker::ConnectInfo,
-    ) -> futures::future::BoxFuture<
-        '_,
-        Result<broker::Identity, rumqttc::mqttbytes::v4::ConnectReturnCode>,
-    > {
-        Box::pin(device::authenticate(self, info))
-    }
-
-    fn consumes(&self, topic: &str) -> bool {
+impl Jobs {
+    /// Whether a publish is a request to the Jobs device API, which the broker hands to
+    /// [`Jobs::handle_device_request`] instead of routing it.
+    pub fn is_device_request(topic: &str) -> bool {
         device::is_jobs_request(topic)
     }
 
-    fn handle<'a>(
-        &'a self,
-        identity: &'a broker::Identity,
-        topic: &'a str,
+    /// Handles one device request and publishes its reply. The broker calls it before reading
+    /// the device's next packet, so a device's requests are handled in the order it sent them.
+    pub async fn handle_device_request(
+        &self,
+        identity: &broker::Identity,
+        topic: &str,
         payload: bytes::Bytes,
-    ) -> futures::future::BoxFuture<'a, ()> {
-        Box::pin(device::handle(self, identity, topic, payload))
+    ) {
+        device::handle(self, identity, topic, payload).await
     }
 }

@@ -86,6 +86,7 @@ impl TestApp {
             listen: loopback,
             iot: IotMode::Local {
                 mqtt_listen: loopback,
+                mqtts_listen: Some(loopback),
                 engine_listen: loopback,
                 simulate: devices,
                 register: things.iter().map(|t| (*t).to_owned()).collect(),
@@ -237,20 +238,32 @@ impl DeviceProgram {
     /// Starts `tests/devices/{script}` with `FLOTILLA_MQTT_HOST`/`FLOTILLA_MQTT_PORT` naming
     /// the broker (plain TCP, no certificates).
     pub fn spawn(app: &TestApp, script: &str) -> Self {
+        let mqtt = app.server.mqtt_addr.expect("local mode has an MQTT broker");
+        Self::spawn_at(mqtt, script, &[])
+    }
+
+    /// Starts `tests/devices/{script}` against the broker listener at `mqtt`, with `env` added
+    /// to its environment (e.g. `FLOTILLA_ROOT_CA`, `FLOTILLA_PRIVATE_KEY` and
+    /// `FLOTILLA_CERTIFICATE` for mutual TLS).
+    pub fn spawn_at(mqtt: std::net::SocketAddr, script: &str, env: &[(&str, String)]) -> Self {
         use std::process::Stdio;
         use tokio::io::{AsyncBufReadExt, BufReader};
 
-        let mqtt = app.server.mqtt_addr.expect("local mode has an MQTT broker");
         let devices = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices");
         let python = device_python();
-        let mut child = tokio::process::Command::new(&python)
+        let mut command = tokio::process::Command::new(&python);
+        command
             .arg(devices.join(script))
             .current_dir(&devices)
             .env("FLOTILLA_MQTT_HOST", mqtt.ip().to_string())
             .env("FLOTILLA_MQTT_PORT", mqtt.port().to_string())
             .env_remove("FLOTILLA_ROOT_CA")
             .env_remove("FLOTILLA_PRIVATE_KEY")
-            .env_remove("FLOTILLA_CERTIFICATE")
+            .env_remove("FLOTILLA_CERTIFICATE");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())

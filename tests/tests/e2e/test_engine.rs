@@ -86,13 +86,18 @@ impl TestEngine {
     pub async fn restart_on_same_ports(self) -> Self {
         let (http_addr, mqtt_addr) = (self.engine.http_addr, self.engine.mqtt_addr);
         self.engine.shutdown().await;
+        let mqtts_addr = self.engine.mqtts_addr;
         let http = TcpListener::bind(http_addr)
             .await
             .expect("the same control-plane port");
-        let mqtt = TcpListener::bind(mqtt_addr)
-            .await
-            .expect("the same MQTT port");
-        let (engine, iot) = launch_on(self.pool.clone(), Arc::new(SystemClock), http, mqtt).await;
+        let (engine, iot) = launch_on(
+            self.pool.clone(),
+            Arc::new(SystemClock),
+            http,
+            mqtt_addr,
+            mqtts_addr,
+        )
+        .await;
         Self {
             engine,
             iot,
@@ -178,28 +183,31 @@ fn config() -> EngineConfig {
         secret_access_key: "engine-api-test-secret".into(),
         service_username: "service".into(),
         service_password: "service-password".into(),
+        device_token_secret: None,
     }
 }
 
 /// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
 async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    launch_on(pool, clock, http, mqtt).await
+    let loopback = "127.0.0.1:0".parse().expect("an address");
+    launch_on(pool, clock, http, loopback, Some(loopback)).await
 }
 
 /// Starts an engine on `pool` with the given listeners, and a client for its control plane.
+/// The broker binds its own sockets (rmqtt takes addresses, not listeners).
 async fn launch_on(
     pool: sqlx::PgPool,
     clock: Arc<dyn Clock>,
     http: TcpListener,
-    mqtt: TcpListener,
+    mqtt: std::net::SocketAddr,
+    mqtts: Option<std::net::SocketAddr>,
 ) -> (RunningEngine, aws_sdk_iot::Client) {
     let config = config();
-    let engine =
-        RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt }, clock)
-            .await
-            .expect("starting the engine");
+    let listeners = Listeners { http, mqtt, mqtts };
+    let engine = RunningEngine::start_with_clock(pool, config.clone(), listeners, clock)
+        .await
+        .expect("starting the engine");
     let credentials = aws_credential_types::Credentials::new(
         config.access_key_id,
         config.secret_access_key,
