@@ -6,9 +6,12 @@
 //! - [`control`]: the IoT control-plane REST API (restJson1), as `aws-sdk-iot` calls it;
 //! - [`broker`]: an MQTT broker carrying the Jobs device API (`$aws/things/{thing}/jobs/…`)
 //!   and the `$aws/events/…` topics;
+//! - [`artifacts`]: the artifact store, an S3-compatible endpoint for update files, and the
+//!   presigned URLs that job documents hand to devices;
 //! - [`jobs`]: the jobs logic behind both, with every bit of state in PostgreSQL (schema
 //!   `engine`), so the engine can be killed at any moment and restarted without loss.
 
+pub mod artifacts;
 pub mod broker;
 pub mod clock;
 pub mod control;
@@ -16,6 +19,7 @@ pub mod jobs;
 pub mod model;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -24,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::{ArtifactStore, Presigner};
 use crate::broker::Broker;
 use crate::clock::{Clock, SystemClock};
 use crate::jobs::Jobs;
@@ -42,6 +47,8 @@ pub struct EngineConfig {
     /// subscriber). Devices authenticate by client id (their thing name) on this listener.
     pub service_username: String,
     pub service_password: String,
+    /// Where the artifact store keeps its buckets and objects (created if missing).
+    pub artifact_dir: PathBuf,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -51,6 +58,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("account_id", &self.account_id)
             .field("access_key_id", &self.access_key_id)
             .field("service_username", &self.service_username)
+            .field("artifact_dir", &self.artifact_dir)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +71,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The MQTT broker's plain-TCP listener.
     pub mqtt: TcpListener,
+    /// The artifact store's S3 API.
+    pub s3: TcpListener,
 }
 
 /// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
@@ -71,6 +81,8 @@ pub struct RunningEngine {
     pub http_addr: SocketAddr,
     /// Where the MQTT broker listens.
     pub mqtt_addr: SocketAddr,
+    /// Where the artifact store's S3 API listens.
+    pub s3_addr: SocketAddr,
     jobs: Arc<Jobs>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -81,6 +93,7 @@ impl std::fmt::Debug for RunningEngine {
         f.debug_struct("RunningEngine")
             .field("http_addr", &self.http_addr)
             .field("mqtt_addr", &self.mqtt_addr)
+            .field("s3_addr", &self.s3_addr)
             .finish_non_exhaustive()
     }
 }
@@ -104,20 +117,31 @@ impl RunningEngine {
         listeners: Listeners,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let Listeners { http, mqtt } = listeners;
+        let Listeners { http, mqtt, s3 } = listeners;
         let http_addr = http
             .local_addr()
             .context("control-plane listener address")?;
         let mqtt_addr = mqtt.local_addr().context("mqtt listener address")?;
+        let s3_addr = s3.local_addr().context("artifact store listener address")?;
+        let store = ArtifactStore::new(
+            &config.artifact_dir,
+            &config.access_key_id,
+            &config.secret_access_key,
+        )?;
+        // Devices reach the store where it listens; a wildcard bind is reached on loopback.
+        let presigner = Presigner::new(
+            format!("http://{}", reachable(s3_addr)),
+            &config.region,
+            &config.access_key_id,
+            &config.secret_access_key,
+        );
         let shutdown = CancellationToken::new();
         let config = Arc::new(config);
         let broker = Broker::new();
-        let jobs = Arc::new(Jobs::with_clock(
-            pool,
-            config.clone(),
-            broker.clone(),
-            clock,
-        ));
+        let jobs = Arc::new(
+            Jobs::with_clock(pool, config.clone(), broker.clone(), clock)
+                .with_artifact_store(store.clone(), presigner),
+        );
         jobs.load_event_configurations()
             .await
             .context("loading the event configuration")?;
@@ -128,6 +152,8 @@ impl RunningEngine {
             jobs.clone(),
             shutdown.clone(),
         )));
+
+        tasks.push(tokio::spawn(store.serve(s3, shutdown.clone())));
 
         let sweeper = jobs.clone();
         let stop = shutdown.clone();
@@ -148,10 +174,11 @@ impl RunningEngine {
                 tracing::error!(%error, "engine control plane stopped: {error}");
             }
         }));
-        tracing::info!(%http_addr, %mqtt_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}");
+        tracing::info!(%http_addr, %mqtt_addr, %s3_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}, artifact store on {s3_addr}");
         Ok(Self {
             http_addr,
             mqtt_addr,
+            s3_addr,
             jobs,
             shutdown,
             tasks,
@@ -171,4 +198,13 @@ impl RunningEngine {
             let _ = task.await;
         }
     }
+}
+
+/// The address to connect to for a listener bound to `addr`: a wildcard bind (`0.0.0.0`,
+/// `::`) is reached on loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }

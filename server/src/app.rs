@@ -27,6 +27,10 @@ pub enum IotMode {
     Local {
         mqtt_listen: SocketAddr,
         engine_listen: SocketAddr,
+        /// Where the engine's artifact store (S3 API) listens.
+        s3_listen: SocketAddr,
+        /// Where the artifact store keeps its files.
+        artifact_dir: PathBuf,
         simulate: usize,
         /// Things to register at start-up (CreateThing is idempotent).
         register: Vec<String>,
@@ -74,6 +78,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Local mode: where devices connect over MQTT.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Local mode: where the artifact store's S3 API listens.
+    pub s3_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     engine: Option<RunningEngine>,
@@ -126,6 +132,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         IotMode::Local {
             mqtt_listen,
             engine_listen,
+            s3_listen,
+            artifact_dir,
             simulate,
             register,
         } => {
@@ -136,6 +144,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 secret_access_key: ephemeral_secret(),
                 service_username: "flotilla-server".into(),
                 service_password: ephemeral_secret(),
+                artifact_dir: artifact_dir.clone(),
             };
             let http = TcpListener::bind(engine_listen).await.with_context(|| {
                 format!("binding the engine's control plane to {engine_listen}")
@@ -143,10 +152,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let mqtt = TcpListener::bind(mqtt_listen)
                 .await
                 .with_context(|| format!("binding the engine's MQTT listener to {mqtt_listen}"))?;
+            let s3 = TcpListener::bind(s3_listen)
+                .await
+                .with_context(|| format!("binding the engine's artifact store to {s3_listen}"))?;
             let engine = RunningEngine::start(
                 pool.clone(),
                 engine_config.clone(),
-                Listeners { http, mqtt },
+                Listeners { http, mqtt, s3 },
             )
             .await?;
             let credentials = aws_credential_types::Credentials::new(
@@ -227,6 +239,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
 
     let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));
+    let s3_addr = engine.as_ref().map(|e| reachable(e.s3_addr));
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)
@@ -278,6 +291,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         mqtt_addr,
+        s3_addr,
         shutdown,
         tasks,
         engine,

@@ -261,6 +261,8 @@ mod tests {
             secret_access_key: SECRET.into(),
             service_username: "service".into(),
             service_password: "service".into(),
+            // The middleware never reaches the store.
+            artifact_dir: std::env::temp_dir(),
         }
     }
 

@@ -87,6 +87,9 @@ impl TestApp {
             iot: IotMode::Local {
                 mqtt_listen: loopback,
                 engine_listen: loopback,
+                s3_listen: loopback,
+                artifact_dir: std::env::temp_dir()
+                    .join(format!("flotilla-test-artifacts-{}", db.name)),
                 simulate: devices,
                 register: things.iter().map(|t| (*t).to_owned()).collect(),
             },
@@ -122,6 +125,9 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.shutdown().await;
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
+        );
         self.db.drop_database().await;
     }
 }

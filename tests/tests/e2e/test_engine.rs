@@ -83,6 +83,7 @@ impl TestEngine {
 
     pub async fn stop(self) {
         self.engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(artifact_dir(&self.pool));
         self.pool.close().await;
         self.db.drop_database().await;
     }
@@ -151,7 +152,7 @@ impl TestEngine {
     }
 }
 
-fn config() -> EngineConfig {
+fn config(artifact_dir: std::path::PathBuf) -> EngineConfig {
     EngineConfig {
         region: REGION.into(),
         account_id: "000000000000".into(),
@@ -159,16 +160,29 @@ fn config() -> EngineConfig {
         secret_access_key: "engine-api-test-secret".into(),
         service_username: "service".into(),
         service_password: "service-password".into(),
+        artifact_dir,
     }
+}
+
+/// The artifact directory of the engine on `pool`: one per test database, kept across a
+/// restart like the database.
+fn artifact_dir(pool: &sqlx::PgPool) -> std::path::PathBuf {
+    let database = pool
+        .connect_options()
+        .get_database()
+        .unwrap_or("engine")
+        .to_owned();
+    std::env::temp_dir().join(format!("flotilla-test-artifacts-{database}"))
 }
 
 /// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
 async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
-    let config = config();
+    let config = config(artifact_dir(&pool));
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let s3 = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let engine =
-        RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt }, clock)
+        RunningEngine::start_with_clock(pool, config.clone(), Listeners { http, mqtt, s3 }, clock)
             .await
             .expect("starting the engine");
     let credentials = aws_credential_types::Credentials::new(
