@@ -8,9 +8,12 @@
 //!   (`$aws/things/{thing}/jobs/…`) and the `$aws/events/…` topics, on a plain listener and a
 //!   mutual-TLS one;
 //! - [`certificates`]: the engine's certificate authority and the device certificates it issues;
+//! - [`artifacts`]: the artifact store, an S3-compatible endpoint for update files, and the
+//!   presigned URLs that job documents hand to devices;
 //! - [`jobs`]: the jobs logic behind both, with every bit of state in PostgreSQL (schema
 //!   `engine`), so the engine can be killed at any moment and restarted without loss.
 
+pub mod artifacts;
 pub mod broker;
 pub mod certificates;
 pub mod clock;
@@ -19,6 +22,7 @@ pub mod jobs;
 pub mod model;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::{ArtifactStore, Presigner};
 use crate::broker::{Broker, BrokerListeners, TlsListener};
 use crate::certificates::Certificates;
 use crate::clock::{Clock, SystemClock};
@@ -51,6 +56,8 @@ pub struct EngineConfig {
     /// When set, a device on the plain listener must also present its token
     /// ([`broker::device_token`] of this secret and its thing name) as its MQTT password.
     pub device_token_secret: Option<String>,
+    /// Where the artifact store keeps its buckets and objects (created if missing).
+    pub artifact_dir: PathBuf,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -77,6 +84,8 @@ pub struct Listeners {
     /// The MQTT broker's TLS listener, where devices authenticate with client certificates
     /// issued by the engine's CA.
     pub mqtts: Option<SocketAddr>,
+    /// The artifact store's S3 API.
+    pub s3: TcpListener,
 }
 
 /// A running engine. Dropping it does not stop it; call [`RunningEngine::shutdown`].
@@ -90,6 +99,8 @@ pub struct RunningEngine {
     /// The engine's CA certificate (PEM): devices trust it to verify the broker, and the
     /// broker trusts the client certificates it signed.
     pub ca_certificate_pem: String,
+    /// Where the artifact store's S3 API listens.
+    pub s3_addr: SocketAddr,
     jobs: Arc<Jobs>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -101,6 +112,7 @@ impl std::fmt::Debug for RunningEngine {
             .field("http_addr", &self.http_addr)
             .field("mqtt_addr", &self.mqtt_addr)
             .field("mqtts_addr", &self.mqtts_addr)
+            .field("s3_addr", &self.s3_addr)
             .finish_non_exhaustive()
     }
 }
@@ -124,19 +136,35 @@ impl RunningEngine {
         listeners: Listeners,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let Listeners { http, mqtt, mqtts } = listeners;
+        let Listeners {
+            http,
+            mqtt,
+            mqtts,
+            s3,
+        } = listeners;
         let http_addr = http
             .local_addr()
             .context("control-plane listener address")?;
+        let s3_addr = s3.local_addr().context("artifact store listener address")?;
+        let store = ArtifactStore::new(
+            &config.artifact_dir,
+            &config.access_key_id,
+            &config.secret_access_key,
+        )?;
+        // Devices reach the store where it listens; a wildcard bind is reached on loopback.
+        let presigner = Presigner::new(
+            format!("http://{}", reachable(s3_addr)),
+            &config.region,
+            &config.access_key_id,
+            &config.secret_access_key,
+        );
         let shutdown = CancellationToken::new();
         let config = Arc::new(config);
         let broker = Broker::new();
-        let jobs = Arc::new(Jobs::with_clock(
-            pool.clone(),
-            config.clone(),
-            broker.clone(),
-            clock.clone(),
-        ));
+        let jobs = Arc::new(
+            Jobs::with_clock(pool.clone(), config.clone(), broker.clone(), clock.clone())
+                .with_artifact_store(store.clone(), presigner),
+        );
         jobs.load_event_configurations()
             .await
             .context("loading the event configuration")?;
@@ -183,6 +211,7 @@ impl RunningEngine {
         let mqtts_addr = started.mqtts_addr;
 
         let mut tasks = vec![started.task];
+        tasks.push(tokio::spawn(store.serve(s3, shutdown.clone())));
 
         let sweeper = jobs.clone();
         let stop = shutdown.clone();
@@ -208,19 +237,14 @@ impl RunningEngine {
                 tracing::error!(%error, "engine control plane stopped: {error}");
             }
         }));
-        match mqtts_addr {
-            Some(mqtts_addr) => {
-                tracing::info!(%http_addr, %mqtt_addr, %mqtts_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}, mqtts on {mqtts_addr}")
-            }
-            None => {
-                tracing::info!(%http_addr, %mqtt_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}")
-            }
-        }
+        let mqtts = mqtts_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(%http_addr, %mqtt_addr, mqtts, %s3_addr, "engine started: control plane on {http_addr}, mqtt on {mqtt_addr}, mqtts on {mqtts}, artifact store on {s3_addr}");
         Ok(Self {
             http_addr,
             mqtt_addr,
             mqtts_addr,
             ca_certificate_pem: certificates.ca_certificate_pem().to_owned(),
+            s3_addr,
             jobs,
             shutdown,
             tasks,
@@ -240,4 +264,12 @@ impl RunningEngine {
             let _ = task.await;
         }
     }
+}
+
+/// The address to reach a listener at: a wildcard bind is reached on loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }

@@ -34,6 +34,10 @@ pub enum IotMode {
         /// The broker's mutual-TLS listener for devices with engine-issued certificates.
         mqtts_listen: Option<SocketAddr>,
         engine_listen: SocketAddr,
+        /// Where the engine's artifact store (S3 API) listens.
+        s3_listen: SocketAddr,
+        /// Where the artifact store keeps its files.
+        artifact_dir: PathBuf,
         simulate: usize,
         /// Things to register at start-up (CreateThing is idempotent).
         register: Vec<String>,
@@ -104,6 +108,8 @@ pub struct RunningServer {
     pub mqtts_addr: Option<SocketAddr>,
     /// Local mode: the engine's CA certificate (PEM), which devices trust to verify the broker.
     pub ca_certificate_pem: Option<String>,
+    /// Local mode: where the artifact store's S3 API listens.
+    pub s3_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     engine: Option<RunningEngine>,
@@ -167,6 +173,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             mqtt_listen,
             mqtts_listen,
             engine_listen,
+            s3_listen,
+            artifact_dir,
             simulate,
             register,
         } => {
@@ -178,10 +186,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 service_username: "flotilla-server".into(),
                 service_password: ephemeral_secret(),
                 device_token_secret: None,
+                artifact_dir: artifact_dir.clone(),
             };
             let http = TcpListener::bind(engine_listen).await.with_context(|| {
                 format!("binding the engine's control plane to {engine_listen}")
             })?;
+            let s3 = TcpListener::bind(s3_listen)
+                .await
+                .with_context(|| format!("binding the engine's artifact store to {s3_listen}"))?;
             let engine = RunningEngine::start(
                 pool.clone(),
                 engine_config.clone(),
@@ -189,6 +201,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                     http,
                     mqtt: *mqtt_listen,
                     mqtts: *mqtts_listen,
+                    s3,
                 },
             )
             .await?;
@@ -288,6 +301,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mqtt_addr = engine.as_ref().map(|e| reachable(e.mqtt_addr));
     let mqtts_addr = engine.as_ref().and_then(|e| e.mqtts_addr).map(reachable);
     let ca_certificate_pem = engine.as_ref().map(|e| e.ca_certificate_pem.clone());
+    let s3_addr = engine.as_ref().map(|e| reachable(e.s3_addr));
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)
@@ -350,6 +364,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         iot_client,
         mqtts_addr,
         ca_certificate_pem,
+        s3_addr,
         shutdown,
         tasks,
         engine,

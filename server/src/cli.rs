@@ -62,6 +62,13 @@ struct ServeArgs {
     /// Local mode: where the engine's IoT control-plane API listens.
     #[arg(long, env = "FLOTILLA_ENGINE_LISTEN", default_value = "127.0.0.1:0")]
     engine_listen: SocketAddr,
+    /// Local mode: where the engine's artifact store (an S3-compatible API) listens.
+    #[arg(long, env = "FLOTILLA_S3_LISTEN", default_value = "127.0.0.1:18832")]
+    s3_listen: SocketAddr,
+    /// Local mode: where the artifact store keeps its files. Default: `flotilla/artifacts`
+    /// under `$XDG_DATA_HOME` (or `~/.local/share`), else under the temporary directory.
+    #[arg(long, env = "FLOTILLA_ARTIFACT_DIR")]
+    artifact_dir: Option<PathBuf>,
     /// Local mode: simulate this many devices (`sim-0001` …).
     #[arg(long, env = "FLOTILLA_SIMULATE", default_value_t = 0)]
     simulate: usize,
@@ -167,6 +174,8 @@ pub fn main() -> anyhow::Result<()> {
                             mqtt_listen: args.mqtt_listen,
                             mqtts_listen: Some(args.mqtts_listen),
                             engine_listen: args.engine_listen,
+                            s3_listen: args.s3_listen,
+                            artifact_dir: args.artifact_dir.unwrap_or_else(default_artifact_dir),
                             simulate: args.simulate,
                             register: args.register_thing,
                         },
@@ -244,6 +253,17 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     fleet.shutdown().await;
     Ok(())
+
+/// `flotilla/artifacts` under the user's data directory, or the temporary directory when
+/// there is no home (a container without one still gets a working demo).
+fn default_artifact_dir() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")));
+    data_home
+        .unwrap_or_else(std::env::temp_dir)
+        .join("flotilla/artifacts")
 }
 
 async fn shutdown_signal() {

@@ -220,7 +220,10 @@ async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duratio
         listen: loopback,
         iot: IotMode::Local {
             mqtt_listen: loopback,
+            mqtts_listen: None,
             engine_listen: loopback,
+            s3_listen: loopback,
+            artifact_dir: std::env::temp_dir().join("flotilla-bench-artifacts"),
             simulate: 0,
             register: Vec::new(),
         },

@@ -273,6 +273,8 @@ mod tests {
             service_username: "service".into(),
             service_password: "service".into(),
             device_token_secret: None,
+            // The middleware never reaches the store.
+            artifact_dir: std::env::temp_dir(),
         }
     }
 

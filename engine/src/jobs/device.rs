@@ -392,8 +392,8 @@ async fn start_next(jobs: &Jobs, thing: &str, request: StartNextRequest) -> Repl
         jobs.announce_pending(&[thing.to_owned()], &|_, _| false)
             .await;
     }
-    let document = jobs.job(&started.job_id).await?.document;
-    let document: Value = serde_json::from_str(&document).unwrap_or(Value::Null);
+    let job = jobs.job(&started.job_id).await?;
+    let document = jobs.device_document(&job.document, &job.config);
     Ok(object(
         json!({ "execution": execution_json(&started, Some(&document)) }),
     ))
@@ -456,7 +456,7 @@ async fn describe(jobs: &Jobs, thing: &str, job_id: &str, request: DescribeReque
     }
     let document = if request.include_job_document.unwrap_or(true) {
         let job = jobs.job(&execution.job_id).await?;
-        Some(serde_json::from_str(&job.document).unwrap_or(Value::Null))
+        Some(jobs.device_document(&job.document, &job.config))
     } else {
         None
     };
@@ -621,7 +621,7 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
         let job = jobs.job(job_id).await?;
         body.insert(
             "jobDocument".into(),
-            serde_json::from_str(&job.document).unwrap_or(Value::Null),
+            jobs.device_document(&job.document, &job.config),
         );
     }
     Ok(body)

@@ -36,6 +36,7 @@ pub use things::{ThingFilter, ThingUpdate};
 pub use update::JobUpdate;
 
 use crate::EngineConfig;
+use crate::artifacts::{ArtifactStore, Presigner};
 use crate::broker::{self, Broker};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{Arns, ExecutionStatus, valid_job_id, valid_thing_name};
@@ -176,7 +177,14 @@ pub struct Jobs {
     enabled_events: event_config::EnabledEvents,
     /// Device requests over the per-thing rate get `RequestThrottled`.
     throttle: throttle::Throttle,
+    /// The artifact store, for `documentSource`, and the presigner that replaces
+    /// `${aws:iot:s3-presigned-url:…}` placeholders; without them documents go out as stored.
+    artifacts: Option<(ArtifactStore, Presigner)>,
 }
+
+/// How long a presigned URL in a job document lives when the job does not say (AWS's
+/// `presignedUrlConfig.expiresInSec` default).
+const DEFAULT_PRESIGNED_URL_SECONDS: u64 = 3600;
 
 const EXECUTION_COLUMNS: &str = "job_id, thing_name, execution_number, status, status_details, \
      version_number, queued_at, started_at, last_updated_at, force_canceled, \
@@ -208,7 +216,37 @@ impl Jobs {
             arns,
             enabled_events: Default::default(),
             throttle: Default::default(),
+            artifacts: None,
         }
+    }
+
+    /// Reads `documentSource` documents from `store` and presigns placeholder URLs with
+    /// `presigner`.
+    pub fn with_artifact_store(mut self, store: ArtifactStore, presigner: Presigner) -> Self {
+        self.artifacts = Some((store, presigner));
+        self
+    }
+
+    /// A job's document as a device receives it: every `${aws:iot:s3-presigned-url:…}`
+    /// replaced by a fresh presigned URL of the artifact store, valid for the job's
+    /// `presignedUrlConfig.expiresInSec` (AWS's default: an hour).
+    pub fn device_document(&self, document: &str, config: &Value) -> Value {
+        let substituted = match &self.artifacts {
+            Some((_, presigner)) => {
+                let expires_in = config
+                    .get("presignedUrlConfig")
+                    .and_then(|c| c.get("expiresInSec"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(DEFAULT_PRESIGNED_URL_SECONDS);
+                crate::artifacts::placeholder::substitute(
+                    document,
+                    presigner,
+                    std::time::Duration::from_secs(expires_in),
+                )
+            }
+            None => document.to_owned(),
+        };
+        serde_json::from_str(&substituted).unwrap_or(Value::Null)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -280,11 +318,7 @@ impl Jobs {
         }
         let document = match (&new.document, new.config.get("documentSource")) {
             (Some(document), None) => document.clone(),
-            (None, Some(_)) => {
-                return Err(ServiceError::invalid(
-                    "documentSource is not supported by the embedded engine yet; pass document",
-                ));
-            }
+            (None, Some(source)) => self.source_document(source).await?,
             _ => {
                 return Err(ServiceError::invalid(
                     "exactly one of document and documentSource is required",
@@ -499,20 +533,24 @@ impl Jobs {
         let mut ids: Vec<String> = executions.map(|e| e.job_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let rows: Vec<(String, String)> =
-            match sqlx::query_as("select job_id, document from engine.jobs where job_id = any($1)")
-                .bind(&ids)
-                .fetch_all(&self.pool)
-                .await
-            {
-                Ok(rows) => rows,
-                Err(error) => {
-                    tracing::warn!(%error, "could not read job documents: {error}");
-                    return HashMap::new();
-                }
-            };
+        let rows: Vec<(String, String, Value)> = match sqlx::query_as(
+            "select job_id, document, config from engine.jobs where job_id = any($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "could not read job documents: {error}");
+                return HashMap::new();
+            }
+        };
         rows.into_iter()
-            .map(|(id, doc)| (id, serde_json::from_str(&doc).unwrap_or(Value::Null)))
+            .map(|(id, document, config)| {
+                let document = self.device_document(&document, &config);
+                (id, document)
+            })
             .collect()
     }
 }
@@ -571,5 +609,33 @@ impl Jobs {
         payload: bytes::Bytes,
     ) {
         device::handle(self, identity, topic, payload).await
+    }
+}
+
+impl Jobs {
+    /// The job document at `source` (CreateJob's `documentSource`): an S3 URL of an object in
+    /// the artifact store, read once when the job is created, as AWS does.
+    async fn source_document(&self, source: &Value) -> Result<String> {
+        let source = source
+            .as_str()
+            .ok_or_else(|| ServiceError::invalid("documentSource must be a string"))?;
+        let Some((store, _)) = &self.artifacts else {
+            return Err(ServiceError::invalid(
+                "documentSource needs the artifact store, which this engine runs without",
+            ));
+        };
+        let bytes = store
+            .read_document(source)
+            .await
+            .map_err(|error| match error {
+                crate::artifacts::ReadError::Io { .. } => {
+                    tracing::error!(%error, "reading documentSource {source}: {error}");
+                    ServiceError::new(ErrorKind::Internal, "could not read documentSource")
+                }
+                other => ServiceError::invalid(format!("documentSource: {other}")),
+            })?;
+        String::from_utf8(bytes).map_err(|_| {
+            ServiceError::invalid("documentSource must be a UTF-8 encoded JSON document")
+        })
     }
 }

@@ -88,6 +88,9 @@ impl TestApp {
                 mqtt_listen: loopback,
                 mqtts_listen: Some(loopback),
                 engine_listen: loopback,
+                s3_listen: loopback,
+                artifact_dir: std::env::temp_dir()
+                    .join(format!("flotilla-test-artifacts-{}", db.name)),
                 simulate: devices,
                 register: things.iter().map(|t| (*t).to_owned()).collect(),
             },
@@ -124,6 +127,9 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.shutdown().await;
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
+        );
         self.db.drop_database().await;
     }
 }

@@ -84,18 +84,27 @@ impl TestEngine {
     /// Stops the engine and starts a new one on the same database and the same ports, as a
     /// broker restart looks to a device that reconnects to the address it knows.
     pub async fn restart_on_same_ports(self) -> Self {
-        let (http_addr, mqtt_addr) = (self.engine.http_addr, self.engine.mqtt_addr);
+        let engine = &self.engine;
+        let (http_addr, mqtt_addr, mqtts_addr, s3_addr) = (
+            engine.http_addr,
+            engine.mqtt_addr,
+            engine.mqtts_addr,
+            engine.s3_addr,
+        );
         self.engine.shutdown().await;
-        let mqtts_addr = self.engine.mqtts_addr;
         let http = TcpListener::bind(http_addr)
             .await
             .expect("the same control-plane port");
+        let s3 = TcpListener::bind(s3_addr)
+            .await
+            .expect("the same artifact store port");
         let (engine, iot) = launch_on(
             self.pool.clone(),
             Arc::new(SystemClock),
             http,
             mqtt_addr,
             mqtts_addr,
+            s3,
         )
         .await;
         Self {
@@ -107,6 +116,7 @@ impl TestEngine {
 
     pub async fn stop(self) {
         self.engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(artifact_dir(&self.pool));
         self.pool.close().await;
         self.db.drop_database().await;
     }
@@ -175,7 +185,7 @@ impl TestEngine {
     }
 }
 
-fn config() -> EngineConfig {
+fn config(artifact_dir: std::path::PathBuf) -> EngineConfig {
     EngineConfig {
         region: REGION.into(),
         account_id: "000000000000".into(),
@@ -184,14 +194,27 @@ fn config() -> EngineConfig {
         service_username: "service".into(),
         service_password: "service-password".into(),
         device_token_secret: None,
+        artifact_dir,
     }
+}
+
+/// The artifact directory of the engine on `pool`: one per test database, kept across a
+/// restart like the database.
+fn artifact_dir(pool: &sqlx::PgPool) -> std::path::PathBuf {
+    let database = pool
+        .connect_options()
+        .get_database()
+        .unwrap_or("engine")
+        .to_owned();
+    std::env::temp_dir().join(format!("flotilla-test-artifacts-{database}"))
 }
 
 /// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
 async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let s3 = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let loopback = "127.0.0.1:0".parse().expect("an address");
-    launch_on(pool, clock, http, loopback, Some(loopback)).await
+    launch_on(pool, clock, http, loopback, Some(loopback), s3).await
 }
 
 /// Starts an engine on `pool` with the given listeners, and a client for its control plane.
@@ -202,9 +225,15 @@ async fn launch_on(
     http: TcpListener,
     mqtt: std::net::SocketAddr,
     mqtts: Option<std::net::SocketAddr>,
+    s3: TcpListener,
 ) -> (RunningEngine, aws_sdk_iot::Client) {
-    let config = config();
-    let listeners = Listeners { http, mqtt, mqtts };
+    let config = config(artifact_dir(&pool));
+    let listeners = Listeners {
+        http,
+        mqtt,
+        mqtts,
+        s3,
+    };
     let engine = RunningEngine::start_with_clock(pool, config.clone(), listeners, clock)
         .await
         .expect("starting the engine");
