@@ -253,6 +253,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     fleet.shutdown().await;
     Ok(())
+}
 
 /// `flotilla/artifacts` under the user's data directory, or the temporary directory when
 /// there is no home (a container without one still gets a working demo).

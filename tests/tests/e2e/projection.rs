@@ -485,7 +485,8 @@ async fn a_client_of_one_server_sees_a_job_created_on_another() {
             mqtts_listen: None,
             engine_listen: loopback,
             s3_listen: loopback,
-            artifact_dir: std::env::temp_dir().join(format!("flotilla-test-artifacts-{}-b", a.db.name)),
+            artifact_dir: std::env::temp_dir()
+                .join(format!("flotilla-test-artifacts-{}-b", a.db.name)),
             simulate: 0,
             register: Vec::new(),
         },
