@@ -395,12 +395,9 @@ impl Certificates {
                 .bind(&id)
                 .fetch_optional(&self.pool)
                 .await?;
-                match created {
-                    Some(created) => Some((created, id)),
-                    // The marker's certificate was deleted meanwhile: nothing is lost by
-                    // starting over, as the API promises no snapshot.
-                    None => None,
-                }
+                // If the marker's certificate was deleted meanwhile, start over: nothing is
+                // lost, as the API promises no snapshot.
+                created.map(|created| (created, id))
             }
         };
         let (comparison, order) = if ascending {
@@ -612,7 +609,9 @@ impl Certificates {
         serial: &str,
         thing_name: &str,
     ) -> Result<std::result::Result<String, Refusal>> {
-        let row: Option<(String, String, DateTime<Utc>, DateTime<Utc>, bool)> = sqlx::query_as(
+        /// Id, status, validity and whether it is attached to the thing.
+        type Admission = (String, String, DateTime<Utc>, DateTime<Utc>, bool);
+        let row: Option<Admission> = sqlx::query_as(
             "select c.certificate_id, c.status, c.not_before, c.not_after,
                     exists (select 1 from engine.thing_principals p
                             where p.certificate_id = c.certificate_id and p.thing_name = $2)

@@ -629,7 +629,7 @@ impl EngineHandler {
                 (true, acc)
             }
             Parameter::ClientDisconnected(session, reason) => {
-                self.broker.disconnected(session, &reason);
+                self.broker.disconnected(session, reason);
                 (true, acc)
             }
             _ => (true, acc),

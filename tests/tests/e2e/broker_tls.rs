@@ -730,7 +730,7 @@ async fn certificate_operations_follow_the_aws_model() {
         .send()
         .await
         .expect("ListThingPrincipals");
-    assert_eq!(principals.principals(), [arn.clone()]);
+    assert_eq!(principals.principals(), std::slice::from_ref(&arn));
     let missing_thing = iot
         .list_thing_principals()
         .thing_name("no-such-thing")
