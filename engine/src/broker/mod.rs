@@ -434,6 +434,9 @@ fn listener_builder(name: &str, addr: SocketAddr) -> Builder {
         .name(name)
         .laddr(addr)
         .nodelay(true)
+        // A restarted engine binds its port again at once: connections the old one closed
+        // (TIME_WAIT) must not hold it, as they do without SO_REUSEADDR.
+        .reuseaddr(Some(true))
         // rmqtt's default lets a CONNECT without username skip the authentication hook.
         .allow_anonymous(false)
         .max_packet_size(MAX_PACKET_SIZE)
