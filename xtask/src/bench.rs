@@ -67,6 +67,7 @@ pub(crate) fn raise_open_file_limit(wanted: u64) -> Result<()> {
 /// Replaces the section of `docs/benchmarks.md` that starts with `heading` (up to the next
 /// `## `), or appends it, so each benchmark updates only its own figures.
 pub(crate) fn write_section(root: &Path, heading: &str, section: &str) -> Result<()> {
+    let section = format!("{}\n\n", section.trim_end());
     let path = root.join("docs/benchmarks.md");
     let current = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let updated = match current.find(heading) {
