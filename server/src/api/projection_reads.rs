@@ -2,33 +2,11 @@
 //! job lists and keyset pages of executions. Kept here, apart, so a change of the projection's
 //! tables touches only this file.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use flotilla_api::{Execution, ExecutionCounts, Job, JobStatus};
+use chrono::{DateTime, Utc};
+use flotilla_api::{Execution, Job};
 use sqlx::PgPool;
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-#[derive(sqlx::FromRow)]
-struct JobRow {
-    job_id: String,
-    job_arn: String,
-    status: String,
-    description: Option<String>,
-    targets: Vec<String>,
-    queued: i64,
-    in_progress: i64,
-    succeeded: i64,
-    failed: i64,
-    rejected: i64,
-    canceled: i64,
-    timed_out: i64,
-    removed: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    completed_at: Option<DateTime<Utc>>,
-}
+use crate::projection::{JobRow, rfc3339};
 
 /// Jobs newest first, optionally only those in `status` and those targeting thing group
 /// `thing_group` (by the `:thinggroup/{name}` end of a target ARN).
@@ -53,29 +31,7 @@ pub(super) async fn jobs(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Job {
-            job_id: row.job_id,
-            job_arn: row.job_arn,
-            status: JobStatus::parse(&row.status).unwrap_or(JobStatus::InProgress),
-            description: row.description,
-            targets: row.targets,
-            counts: ExecutionCounts {
-                queued: row.queued,
-                in_progress: row.in_progress,
-                succeeded: row.succeeded,
-                failed: row.failed,
-                rejected: row.rejected,
-                canceled: row.canceled,
-                timed_out: row.timed_out,
-                removed: row.removed,
-            },
-            created_at: rfc3339(row.created_at),
-            updated_at: rfc3339(row.updated_at),
-            completed_at: row.completed_at.map(rfc3339),
-        })
-        .collect())
+    Ok(rows.into_iter().map(Job::from).collect())
 }
 
 #[derive(sqlx::FromRow)]

@@ -124,8 +124,9 @@ pub struct Applied {
     pub reconcile: BTreeSet<String>,
 }
 
+/// A row of `server.jobs`; the API's own queries read it too.
 #[derive(sqlx::FromRow)]
-struct JobRow {
+pub(crate) struct JobRow {
     job_id: String,
     job_arn: String,
     status: String,

@@ -255,8 +255,13 @@ async fn duplicate_and_reordered_events_never_move_an_execution_backwards() {
         .map(|(s, _)| s)
         .collect();
     assert_eq!(statuses, ["QUEUED", "REJECTED"]);
-    // Reconciliation keeps running (the engine still says QUEUED) and must not undo it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reconciliation keeps running (the engine still says QUEUED) and must not undo it:
+    // wait for a full pass (DescribeJob and a page of executions) after the events.
+    let before = reconcile_requests(&app).await;
+    eventually("a reconciliation pass", Duration::from_secs(10), || async {
+        (reconcile_requests(&app).await >= before + 2).then_some(())
+    })
+    .await;
     let detail = app.job("reorder-job").await.expect("the job");
     assert_eq!(detail.executions[0].status, "REJECTED");
     assert_eq!(detail.job.counts.rejected, 1);
@@ -297,21 +302,8 @@ async fn reconciliation_heals_an_event_that_never_arrived() {
         Some(&("SUCCEEDED".to_owned(), "reconcile".to_owned())),
         "{history:?}"
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let requests: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("flotilla_reconcile_requests_total "))
-        .and_then(|v| v.parse().ok())
-        .expect("the reconcile request counter");
-    assert!(requests >= 2, "{metrics}");
+    let requests = reconcile_requests(&app).await;
+    assert!(requests >= 2, "{requests} reconcile requests");
     drop(device);
     app.stop().await;
 }
@@ -582,4 +574,22 @@ async fn readiness_and_metrics_report_the_server() {
     assert_eq!(reasons[0]["component"], "iot");
     server.shutdown().await;
     db.drop_database().await;
+}
+
+/// The server's `flotilla_reconcile_requests_total` counter, from `/metrics`.
+async fn reconcile_requests(app: &TestApp) -> u64 {
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flotilla_reconcile_requests_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the reconcile request counter")
 }
