@@ -24,20 +24,6 @@ use tokio::task::JoinSet;
 
 use crate::client::{Agent, AgentConfig, JobHandler, Outcome, Progress};
 
-/// How a simulated fleet behaves.
-#[derive(Debug, Clone)]
-pub struct SimulatorConfig {
-    pub host: String,
-    pub port: u16,
-    /// Thing names of the devices to simulate.
-    pub things: Vec<String>,
-    /// Range of simulated work per job.
-    pub min_work: Duration,
-    pub max_work: Duration,
-    /// Fraction of jobs (0.0–1.0) that fail when the document does not say.
-    pub failure_rate: f64,
-}
-
 /// The behaviour of every device of a simulated fleet.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -57,6 +43,19 @@ pub struct Profile {
     pub initial_version: String,
     /// MQTT keep-alive of each device.
     pub keep_alive: Duration,
+    /// The MQTT password of each device, from its thing name, when the broker wants one (the
+    /// engine's device token on its plain listener).
+    pub device_token: Option<DeviceToken>,
+}
+
+/// Computes a device's MQTT password from its thing name.
+#[derive(Clone)]
+pub struct DeviceToken(pub Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceToken(..)")
+    }
 }
 
 impl Default for Profile {
@@ -71,20 +70,9 @@ impl Default for Profile {
             reboot_time: Duration::from_secs(5),
             initial_version: "1.0.0".into(),
             keep_alive: Duration::from_secs(60),
+            device_token: None,
         }
     }
-}
-
-/// Starts one agent per thing with the profile `config` describes; they run until the
-/// returned set is dropped or aborted.
-pub fn start(config: SimulatorConfig) -> JoinSet<()> {
-    let profile = Profile {
-        min_work: config.min_work,
-        max_work: config.max_work,
-        failure_rate: config.failure_rate,
-        ..Profile::default()
-    };
-    start_fleet(&config.host, config.port, config.things, profile, None)
 }
 
 /// Starts one simulated device per thing, connecting to `host:port`; `online`, if given,
@@ -99,7 +87,10 @@ pub fn start_fleet(
     let profile = Arc::new(profile.sanitized());
     let mut set = JoinSet::new();
     for thing in things {
-        let mut config = AgentConfig::new(thing, host, port);
+        let mut config = AgentConfig::new(thing.clone(), host, port);
+        if let Some(DeviceToken(token)) = &profile.device_token {
+            config.credentials = Some((thing.clone(), token(&thing)));
+        }
         config.keep_alive = profile.keep_alive;
         config.channel_capacity = 8;
         config.online = online.clone();

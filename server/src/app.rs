@@ -41,6 +41,9 @@ pub enum IotMode {
         simulate: usize,
         /// Things to register at start-up (CreateThing is idempotent).
         register: Vec<String>,
+        /// When set, a device on the plain MQTT listener must present its thing's device token
+        /// ([`flotilla_engine::broker::device_token`]) as its password.
+        device_token_secret: Option<String>,
     },
     /// AWS IoT Core with the default credential chain.
     Aws { iot_endpoint: Option<String> },
@@ -152,6 +155,13 @@ fn ephemeral_secret() -> String {
         .collect()
 }
 
+/// The simulator's passwords: each device's token under `secret`.
+pub fn device_tokens(secret: String) -> flotilla_agent::simulator::DeviceToken {
+    flotilla_agent::simulator::DeviceToken(Arc::new(move |thing: &str| {
+        flotilla_engine::broker::device_token(&secret, thing)
+    }))
+}
+
 /// The address to connect to for a listener bound to `addr`: a wildcard bind (`0.0.0.0`,
 /// `::`) is reached on loopback.
 fn reachable(mut addr: SocketAddr) -> SocketAddr {
@@ -177,6 +187,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             artifact_dir,
             simulate,
             register,
+            device_token_secret,
         } => {
             let engine_config = EngineConfig {
                 region: config.region.clone(),
@@ -185,7 +196,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 secret_access_key: ephemeral_secret(),
                 service_username: "flotilla-server".into(),
                 service_password: ephemeral_secret(),
-                device_token_secret: None,
+                device_token_secret: device_token_secret.clone(),
                 artifact_dir: artifact_dir.clone(),
             };
             let http = TcpListener::bind(engine_listen).await.with_context(|| {
@@ -302,6 +313,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mqtts_addr = engine.as_ref().and_then(|e| e.mqtts_addr).map(reachable);
     let ca_certificate_pem = engine.as_ref().map(|e| e.ca_certificate_pem.clone());
     let s3_addr = engine.as_ref().map(|e| reachable(e.s3_addr));
+    let device_token_secret = match &config.iot {
+        IotMode::Local {
+            device_token_secret,
+            ..
+        } => device_token_secret.clone(),
+        IotMode::Aws { .. } => None,
+    };
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
             let things: Vec<String> = (1..=simulate)
@@ -317,15 +335,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 things[0],
                 things[things.len() - 1]
             );
-            Some(flotilla_agent::simulator::start(
-                flotilla_agent::simulator::SimulatorConfig {
-                    host: mqtt.ip().to_string(),
-                    port: mqtt.port(),
-                    things,
-                    min_work: Duration::from_millis(500),
-                    max_work: Duration::from_millis(3000),
-                    failure_rate: 0.0,
-                },
+            let profile = flotilla_agent::simulator::Profile {
+                device_token: device_token_secret.clone().map(device_tokens),
+                ..Default::default()
+            };
+            Some(flotilla_agent::simulator::start_fleet(
+                &mqtt.ip().to_string(),
+                mqtt.port(),
+                things,
+                profile,
+                None,
             ))
         }
         _ => None,

@@ -25,6 +25,14 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run a simulated fleet: devices `sim-0001` … each with its own MQTT connection.
     Simulate(Box<SimulateArgs>),
+    /// Print a device's token for the engine's plain MQTT listener (its MQTT password).
+    DeviceToken {
+        /// The thing the device is.
+        thing_name: String,
+        /// The engine's device-token secret (as given to `flotilla serve`).
+        #[arg(long, env = "FLOTILLA_DEVICE_TOKEN_SECRET", hide_env_values = true)]
+        device_token_secret: String,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -76,6 +84,11 @@ struct ServeArgs {
     /// for the seed's device.py.
     #[arg(long, env = "FLOTILLA_REGISTER_THINGS", value_delimiter = ',')]
     register_thing: Vec<String>,
+    /// Local mode: the secret of device tokens. When set, a device on the plain MQTT listener
+    /// must give its thing name as user name and its token (`flotilla device-token`) as
+    /// password; unset, the plain listener admits any registered thing (development only).
+    #[arg(long, env = "FLOTILLA_DEVICE_TOKEN_SECRET", hide_env_values = true)]
+    device_token_secret: Option<String>,
     /// AWS region (local mode uses it in ARNs too).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
@@ -143,6 +156,9 @@ struct SimulateArgs {
     /// The software version devices report before any install.
     #[arg(long, default_value = "1.0.0")]
     initial_version: String,
+    /// The engine's device-token secret, when its plain listener requires device tokens.
+    #[arg(long, env = "FLOTILLA_DEVICE_TOKEN_SECRET", hide_env_values = true)]
+    device_token_secret: Option<String>,
 }
 
 /// Entry point of the binary.
@@ -165,6 +181,16 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Simulate(args) => simulate(*args).await,
+            Command::DeviceToken {
+                thing_name,
+                device_token_secret,
+            } => {
+                println!(
+                    "{}",
+                    flotilla_engine::broker::device_token(&device_token_secret, &thing_name)
+                );
+                Ok(())
+            }
             Command::Serve(args) => {
                 let config = ServeConfig {
                     database_url: args.database_url,
@@ -178,6 +204,7 @@ pub fn main() -> anyhow::Result<()> {
                             artifact_dir: args.artifact_dir.unwrap_or_else(default_artifact_dir),
                             simulate: args.simulate,
                             register: args.register_thing,
+                            device_token_secret: args.device_token_secret,
                         },
                         Iot::Aws => IotMode::Aws {
                             iot_endpoint: args.iot_endpoint,
@@ -229,6 +256,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }),
         reboot_time: Duration::from_secs(args.reboot_seconds),
         initial_version: args.initial_version,
+        device_token: args.device_token_secret.map(app::device_tokens),
         ..Profile::default()
     };
     let things: Vec<String> = (args.first..args.first + args.devices)

@@ -226,6 +226,7 @@ async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duratio
             artifact_dir: std::env::temp_dir().join("flotilla-bench-artifacts"),
             simulate: 0,
             register: Vec::new(),
+            device_token_secret: None,
         },
         region: "us-east-1".into(),
         static_dir: "static".into(),

@@ -13,11 +13,16 @@
 //!   [`Broker::publish`].
 //! - Lifecycle events: `$aws/events/presence/{connected|disconnected}/{clientId}` with AWS
 //!   IoT's payloads, for each device.
+//! - Topics with a level starting with `$` after the first (the Jobs API's
+//!   `$aws/things/{thing}/jobs/$next/get`) are legal in AWS IoT but refused by rmqtt's topic
+//!   parser, so they travel through rmqtt in an internal spelling ([`topic_escape`]) and are
+//!   given back their `$` when delivered to a client.
 
 pub mod auth;
 
 pub use auth::device_token;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -277,9 +282,12 @@ impl Broker {
         };
         for typ in [
             Type::ClientAuthenticate,
+            Type::ClientSubscribe,
+            Type::ClientUnsubscribe,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
             Type::MessagePublish,
+            Type::MessageDelivered,
             Type::ClientConnected,
             Type::ClientDisconnected,
         ] {
@@ -311,7 +319,7 @@ impl Broker {
                         retain: false,
                         // Delivered at most at QoS 1, as AWS IoT does.
                         qos: QoS::AtLeastOnce,
-                        topic: topic.into(),
+                        topic: topic_escape::to_internal(&topic).into_owned().into(),
                         packet_id: None,
                         payload,
                         properties: None,
@@ -586,6 +594,34 @@ impl EngineHandler {
                 let result = self.authenticate(info).await;
                 (false, Some(HookResult::AuthResult(result)))
             }
+            Parameter::ClientSubscribe(_, subscribe) => {
+                let escaped = topic_escape::to_internal(&subscribe.topic_filter);
+                match escaped {
+                    Cow::Owned(filter) => {
+                        (true, Some(HookResult::TopicFilter(Some(filter.into()))))
+                    }
+                    Cow::Borrowed(_) => (true, acc),
+                }
+            }
+            Parameter::ClientUnsubscribe(_, unsubscribe) => {
+                let escaped = topic_escape::to_internal(&unsubscribe.topic_filter);
+                match escaped {
+                    Cow::Owned(filter) => {
+                        (true, Some(HookResult::TopicFilter(Some(filter.into()))))
+                    }
+                    Cow::Borrowed(_) => (true, acc),
+                }
+            }
+            Parameter::MessageDelivered(_, _, publish) => {
+                match topic_escape::to_wire(&publish.topic) {
+                    Cow::Owned(topic) => {
+                        let mut delivered = (*publish).clone();
+                        delivered.inner.topic = topic.into();
+                        (true, Some(HookResult::Publish(delivered)))
+                    }
+                    Cow::Borrowed(_) => (true, acc),
+                }
+            }
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
                 let identity = Self::identity(session).await;
                 let filter: &str = &subscribe.topic_filter;
@@ -625,7 +661,14 @@ impl EngineHandler {
                             .await;
                     }
                 }
-                (true, acc)
+                match topic_escape::to_internal(topic) {
+                    Cow::Owned(internal) => {
+                        let mut routed = (*publish).clone();
+                        routed.inner.topic = internal.into();
+                        (true, Some(HookResult::Publish(routed)))
+                    }
+                    Cow::Borrowed(_) => (true, acc),
+                }
             }
             Parameter::ClientConnected(session) => {
                 self.broker.connected(session);
@@ -640,9 +683,70 @@ impl EngineHandler {
     }
 }
 
+/// The internal spelling of topic levels that start with `$` after the first level.
+///
+/// MQTT reserves a leading `$` only for the first level, and AWS IoT's Jobs API uses `$next`
+/// as a job id; rmqtt's topic parser refuses `$` at the start of any later level. Such a level
+/// is routed inside rmqtt with its `$` replaced by a private-use character, which no AWS topic
+/// uses, and gets its `$` back when the message is delivered.
+pub mod topic_escape {
+    use std::borrow::Cow;
+
+    /// Stands for `$` at the start of a level other than the first, inside rmqtt.
+    const DOLLAR: char = '\u{E024}';
+
+    /// `topic` (or a filter) as rmqtt can route it.
+    pub fn to_internal(topic: &str) -> Cow<'_, str> {
+        if !topic.contains("/$") {
+            return Cow::Borrowed(topic);
+        }
+        let mut internal = String::with_capacity(topic.len() + 2);
+        for (index, level) in topic.split('/').enumerate() {
+            if index > 0 {
+                internal.push('/');
+            }
+            match level.strip_prefix('$') {
+                Some(rest) if index > 0 => {
+                    internal.push(DOLLAR);
+                    internal.push_str(rest);
+                }
+                _ => internal.push_str(level),
+            }
+        }
+        Cow::Owned(internal)
+    }
+
+    /// The topic a client sees for the internal `topic`.
+    pub fn to_wire(topic: &str) -> Cow<'_, str> {
+        if topic.contains(DOLLAR) {
+            Cow::Owned(topic.replace(DOLLAR, "$"))
+        } else {
+            Cow::Borrowed(topic)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_levels_after_the_first_round_trip_through_the_internal_spelling() {
+        let wire = "$aws/things/a/jobs/$next/get/accepted";
+        let internal = topic_escape::to_internal(wire);
+        assert!(matches!(internal, Cow::Owned(_)));
+        assert!(internal.starts_with("$aws/things/a/jobs/"));
+        assert!(!internal[1..].contains('$'));
+        assert_eq!(topic_escape::to_wire(&internal), wire);
+        assert!(matches!(
+            topic_escape::to_internal("$aws/things/a/jobs/notify-next"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            topic_escape::to_wire("$aws/things/a/jobs/get"),
+            Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn a_thing_uses_only_its_own_topics() {

@@ -496,32 +496,27 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
     let db = |e: sqlx::Error| Rejection::from(ServiceError::from(e));
 
     let mut tx = jobs.pool.begin().await.map_err(db)?;
-    // A final status may complete the job; taking the job's lock first serializes those
-    // checks, so the last execution to finish always sees all the others finished.
-    if status.is_terminal() {
-        sqlx::query("select 1 from engine.jobs where job_id = $1 for update")
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
     let things = [thing.to_owned()];
-    let next_before = jobs
-        .pending(&mut *tx, &things)
-        .await?
-        .remove(thing)
-        .and_then(|list| list.into_iter().next())
-        .map(|e| e.job_id);
-    let current: Option<ExecutionRow> = sqlx::query_as(&format!(
+    // One read, locking the device's pending executions and this one: the head of the queue
+    // before the change (for `notify-next`) and the execution to change.
+    let mine: Vec<ExecutionRow> = sqlx::query_as(&format!(
         "select {} from engine.job_executions
-         where job_id = $1 and thing_name = $2 and notified_at is not null for update",
+         where thing_name = $2 and notified_at is not null
+           and (status in ('QUEUED', 'IN_PROGRESS') or job_id = $1)
+         order by status = 'IN_PROGRESS' desc, queued_at, job_id
+         for update",
         super::EXECUTION_COLUMNS
     ))
     .bind(job_id)
     .bind(thing)
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
+    let next_before = mine
+        .iter()
+        .find(|e| !e.status().is_terminal())
+        .map(|e| e.job_id.clone());
+    let current = mine.into_iter().find(|e| e.job_id == job_id);
     let Some(current) = current else {
         return Err(Rejection::new(
             Code::ResourceNotFound,
@@ -581,13 +576,20 @@ async fn update(jobs: &Jobs, thing: &str, job_id: &str, request: UpdateRequest) 
     .fetch_one(&mut *tx)
     .await
     .map_err(db)?;
-    let (retried, completed) = if status.is_terminal() {
-        let retried = jobs.retry_if_configured(&mut tx, &updated).await?;
-        (retried, super::complete_if_done(&mut tx, job_id).await?)
+    let retried = if status.is_terminal() {
+        jobs.retry_if_configured(&mut tx, &updated).await?
     } else {
-        (None, None)
+        None
     };
     tx.commit().await.map_err(db)?;
+    // Checked after the commit, without holding the job's row: of two devices finishing the
+    // last two executions at once, the one that checks last sees both finished. (Locking the
+    // job instead serialized every device of a job, which capped a rollout's throughput.)
+    let completed = if status.is_terminal() {
+        super::complete_if_done(&jobs.pool, job_id).await?
+    } else {
+        None
+    };
 
     // The old attempt's end goes out before the retry's start, in the order they happened.
     if status.is_terminal() {

@@ -73,7 +73,7 @@ impl Jobs {
         .bind(status_details.map(|d| json!(d)))
         .fetch_one(&mut *tx)
         .await?;
-        let completed = complete_if_done(&mut tx, job_id).await?;
+        let completed = complete_if_done(&mut *tx, job_id).await?;
         tx.commit().await?;
         tracing::info!(job.id = %job_id, thing = %thing, force, "canceled the execution of {job_id} for {thing}");
 
@@ -120,7 +120,7 @@ impl Jobs {
             .bind(thing)
             .execute(&mut *tx)
             .await?;
-        let completed = complete_if_done(&mut tx, job_id).await?;
+        let completed = complete_if_done(&mut *tx, job_id).await?;
         tx.commit().await?;
         tracing::info!(job.id = %job_id, thing = %thing, force, "deleted the execution of {job_id} for {thing}");
 

@@ -375,7 +375,7 @@ impl Jobs {
         self.begin_rollout(&mut tx, &job.job_id, scheduled).await?;
         // A snapshot of empty target groups has nothing to wait for.
         let completed = if things.is_empty() {
-            complete_if_done(&mut tx, &job.job_id).await?
+            complete_if_done(&mut *tx, &job.job_id).await?
         } else {
             None
         };
@@ -513,15 +513,24 @@ impl Jobs {
                 return;
             }
         };
-        let documents = self.documents(pending.values().flatten()).await;
+        let heads = |thing: &String| pending.get(thing).and_then(|list| list.first());
+        let changed: Vec<&String> = things
+            .iter()
+            .filter(|thing| next_changed(thing, heads(thing).map(|e| e.job_id.as_str())))
+            .collect();
+        // Only a `notify-next` carries a document; most changes (a device finishing its only
+        // job) leave no next execution, and then the documents are not read at all.
+        let documents = self
+            .documents(changed.iter().filter_map(|thing| heads(thing)))
+            .await;
         for thing in things {
             let list = pending.get(thing).map(Vec::as_slice).unwrap_or_default();
             device::publish_notify(&self.broker, thing, list);
-            let next = list.first();
-            if next_changed(thing, next.map(|e| e.job_id.as_str())) {
-                let document = next.and_then(|e| documents.get(&e.job_id));
-                device::publish_notify_next(&self.broker, thing, next, document);
-            }
+        }
+        for thing in changed {
+            let next = heads(thing);
+            let document = next.and_then(|e| documents.get(&e.job_id));
+            device::publish_notify_next(&self.broker, thing, next, document);
         }
     }
 
@@ -533,6 +542,9 @@ impl Jobs {
         let mut ids: Vec<String> = executions.map(|e| e.job_id.clone()).collect();
         ids.sort();
         ids.dedup();
+        if ids.is_empty() {
+            return HashMap::new();
+        }
         let rows: Vec<(String, String, Value)> = match sqlx::query_as(
             "select job_id, document, config from engine.jobs where job_id = any($1)",
         )
@@ -556,9 +568,14 @@ impl Jobs {
 }
 
 /// Marks a SNAPSHOT job COMPLETED once none of its executions is QUEUED or IN_PROGRESS, and
-/// returns it if this call completed it. The caller holds the job's row lock, so of several
-/// executions finishing at once exactly one completes the job.
-async fn complete_if_done(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<Option<JobRow>> {
+/// returns it if this call completed it (the update's `status = 'IN_PROGRESS'` guard lets only
+/// one caller do so). Devices call it after their transaction commits; administrative paths
+/// call it inside theirs, under the job's row lock. Should those two ever miss each other's
+/// uncommitted change, [`Jobs::complete_finished_jobs`] completes the job on the next tick.
+async fn complete_if_done(
+    executor: impl sqlx::PgExecutor<'_>,
+    job_id: &str,
+) -> Result<Option<JobRow>> {
     Ok(sqlx::query_as(&format!(
         "update engine.jobs set status = 'COMPLETED', completed_at = now(), last_updated_at = now()
          where job_id = $1 and status = 'IN_PROGRESS' and target_selection = 'SNAPSHOT'
@@ -567,11 +584,29 @@ async fn complete_if_done(tx: &mut sqlx::PgConnection, job_id: &str) -> Result<O
          returning {JOB_COLUMNS}"
     ))
     .bind(job_id)
-    .fetch_optional(tx)
+    .fetch_optional(executor)
     .await?)
 }
 
 impl Jobs {
+    /// Completes every SNAPSHOT job left IN_PROGRESS with nothing pending (see
+    /// [`complete_if_done`]); part of the engine's periodic tick.
+    pub(super) async fn complete_finished_jobs(&self) -> Result<()> {
+        let completed: Vec<JobRow> = sqlx::query_as(&format!(
+            "update engine.jobs j set status = 'COMPLETED', completed_at = now(), last_updated_at = now()
+             where status = 'IN_PROGRESS' and target_selection = 'SNAPSHOT'
+               and not exists (select 1 from engine.job_executions e
+                               where e.job_id = j.job_id and e.status in ('QUEUED', 'IN_PROGRESS'))
+             returning {JOB_COLUMNS}"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        for job in &completed {
+            self.announce_completed(job).await;
+        }
+        Ok(())
+    }
+
     /// Publishes `$aws/events/job/{jobId}/completed` for a job that just completed.
     async fn announce_completed(&self, job: &JobRow) {
         let counts = self.counts(&job.job_id).await.unwrap_or_default();

@@ -63,11 +63,12 @@ impl Jobs {
         self.clock.now()
     }
 
-    /// One round of the engine's periodic work: time out expired executions and advance
-    /// every active rollout. The engine runs it every few seconds; tests call it after
+    /// One round of the engine's periodic work: time out expired executions, complete
+    /// finished jobs, and advance every active rollout. The engine runs it every few seconds; tests call it after
     /// moving their clock.
     pub async fn tick(&self) -> Result<()> {
         self.time_out_expired().await?;
+        self.complete_finished_jobs().await?;
         let active: Vec<String> = sqlx::query_scalar(
             "select j.job_id from engine.jobs j join engine.job_rollouts r using (job_id)
              where j.status in ('SCHEDULED', 'IN_PROGRESS') and not r.ended
@@ -137,7 +138,7 @@ impl Jobs {
                 }
                 Some(EndBehavior::StopRollout) | None => {
                     step.canceled = self.stop_rollout(&mut tx, job_id).await?;
-                    step.completed = complete_if_done(&mut tx, job_id).await?;
+                    step.completed = complete_if_done(&mut *tx, job_id).await?;
                     rollout.ended = true;
                 }
             }

@@ -209,7 +209,7 @@ impl Jobs {
         .await?;
         let mut completed = Vec::new();
         for job_id in &job_ids {
-            completed.extend(complete_if_done(&mut tx, job_id).await?);
+            completed.extend(complete_if_done(&mut *tx, job_id).await?);
         }
         // Memberships go with the thing (on delete cascade).
         sqlx::query("delete from engine.things where thing_name = $1")

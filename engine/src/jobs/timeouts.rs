@@ -63,7 +63,7 @@ impl Jobs {
                     retries.push(retry);
                 }
             }
-            let completed = complete_if_done(&mut tx, &job_id).await?;
+            let completed = complete_if_done(&mut *tx, &job_id).await?;
             tx.commit().await?;
 
             timed_out += expired.len();

@@ -1,5 +1,6 @@
-//! The broker's authorization: a device is its thing, and may use only its own thing's topics.
-//! Driven with a real MQTT client (rumqttc) against the engine's listener.
+//! The broker's authentication and authorization on the plain listener: a device is its
+//! thing, may use only its own thing's topics and, when the engine has a device-token secret,
+//! must present its thing's token. Driven with a real MQTT client (rumqttc).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,14 +12,27 @@ use rumqttc::{
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::test_engine::{TestEngine, received};
 
 /// Connects as `client_id` and returns the client once the broker accepted it.
 async fn connect(
     addr: SocketAddr,
     client_id: &str,
 ) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    connect_with_password(addr, client_id, None).await
+}
+
+/// Connects as `client_id`, with the thing name as user name and `password` if given.
+async fn connect_with_password(
+    addr: SocketAddr,
+    client_id: &str,
+    password: Option<String>,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
     let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     options.set_keep_alive(Duration::from_secs(10));
+    if let Some(password) = password {
+        options.set_credentials(client_id, password);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     loop {
         match tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
@@ -140,4 +154,53 @@ async fn a_device_uses_only_its_own_topics() {
     {}
 
     app.stop().await;
+}
+
+/// With a device-token secret, the plain listener admits a device only with the token of the
+/// thing its client id names; nothing else opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_listener_wants_the_things_own_token() {
+    const SECRET: &str = "device-token-test-secret";
+    let engine = TestEngine::start_with_device_tokens(SECRET).await;
+    for thing in ["thing-a", "thing-b"] {
+        engine
+            .iot
+            .create_thing()
+            .thing_name(thing)
+            .send()
+            .await
+            .expect("CreateThing");
+    }
+    let addr = engine.engine.mqtt_addr;
+    let token = |thing: &str| flotilla_engine::broker::device_token(SECRET, thing);
+
+    let refused = [
+        ("no token", None),
+        ("a wrong token", Some("0".repeat(64))),
+        ("another thing's token", Some(token("thing-b"))),
+        (
+            "a token under another secret",
+            Some(flotilla_engine::broker::device_token("other", "thing-a")),
+        ),
+    ];
+    for (what, password) in refused {
+        match connect_with_password(addr, "thing-a", password).await {
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, ConnectReturnCode::BadUserNamePassword, "{what}");
+            }
+            other => panic!("{what} must be refused, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    // Its own token opens it, and the device gets its jobs.
+    let (_client, mut messages) = engine
+        .device("thing-a", &["$aws/things/thing-a/jobs/notify-next"])
+        .await;
+    engine
+        .create_job("with-token", r#"{"operation":"noop"}"#, &["thing-a"])
+        .await;
+    let notified = received(&mut messages, 1).await;
+    assert_eq!(notified.len(), 1, "a notify-next for the new job");
+    assert_eq!(notified[0].1["execution"]["jobId"], "with-token");
+    engine.stop().await;
 }

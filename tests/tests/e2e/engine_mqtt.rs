@@ -130,9 +130,14 @@ async fn every_request_topic_answers_as_the_developer_guide_says() {
     assert_eq!(queued["executionNumber"], 1);
     assert!(queued["queuedAt"].is_i64() && queued["lastUpdatedAt"].is_i64());
 
-    // DescribeJobExecution by id, with and without the document. (`$next` in place of the id
-    // is not reachable through the embedded broker yet: rmqtt refuses topics with a level
-    // starting with `$` after the first; see docs/broker.md.)
+    // DescribeJobExecution of the next pending execution (`$next` in place of the id: a topic
+    // level starting with `$` after the first, which the broker must route like AWS does),
+    // then by id, with and without the document.
+    let next = device
+        .accepted("$next/get", json!({"clientToken": "next"}))
+        .await;
+    assert_eq!(next["clientToken"], "next");
+    assert_eq!(next["execution"]["jobId"], "first");
     let next = device.accepted("first/get", json!({})).await;
     assert_eq!(next["execution"]["jobId"], "first");
     assert_eq!(next["execution"]["status"], "QUEUED");

@@ -93,6 +93,7 @@ impl TestApp {
                     .join(format!("flotilla-test-artifacts-{}", db.name)),
                 simulate: devices,
                 register: things.iter().map(|t| (*t).to_owned()).collect(),
+                device_token_secret: None,
             },
             region: "us-east-1".into(),
             static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),

@@ -481,6 +481,7 @@ async fn a_client_of_one_server_sees_a_job_created_on_another() {
                 .join(format!("flotilla-test-artifacts-{}-b", a.db.name)),
             simulate: 0,
             register: Vec::new(),
+            device_token_secret: None,
         },
         region: "us-east-1".into(),
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),

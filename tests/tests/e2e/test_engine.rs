@@ -22,6 +22,8 @@ pub struct TestEngine {
     pub iot: aws_sdk_iot::Client,
     pub pool: sqlx::PgPool,
     pub db: TestDb,
+    /// The secret of the plain listener's device tokens, when the engine requires them.
+    pub device_token_secret: Option<String>,
 }
 
 impl TestEngine {
@@ -33,7 +35,7 @@ impl TestEngine {
     /// An engine whose deadlines and rates follow `clock` (a test clock the test moves), with
     /// the job and job-execution events enabled.
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
-        let engine = Self::start_fresh(clock).await;
+        let engine = Self::start_fresh(clock, None).await;
         let enabled = aws_sdk_iot::types::Configuration::builder()
             .enabled(true)
             .build();
@@ -50,22 +52,28 @@ impl TestEngine {
 
     /// An engine as a new AWS account starts: every event type disabled.
     pub async fn start_with_aws_defaults() -> Self {
-        Self::start_fresh(Arc::new(SystemClock)).await
+        Self::start_fresh(Arc::new(SystemClock), None).await
     }
 
-    async fn start_fresh(clock: Arc<dyn Clock>) -> Self {
+    /// An engine whose plain listener admits a device only with its thing's device token.
+    pub async fn start_with_device_tokens(secret: &str) -> Self {
+        Self::start_fresh(Arc::new(SystemClock), Some(secret.to_owned())).await
+    }
+
+    async fn start_fresh(clock: Arc<dyn Clock>, device_token_secret: Option<String>) -> Self {
         let db = TestDb::create().await;
         let pool = sqlx::PgPool::connect(&db.url).await.expect("connecting");
         flotilla_server::db::MIGRATOR
             .run(&pool)
             .await
             .expect("migrating");
-        let (engine, iot) = launch(pool.clone(), clock).await;
+        let (engine, iot) = launch(pool.clone(), clock, device_token_secret.clone()).await;
         Self {
             engine,
             iot,
             pool,
             db,
+            device_token_secret,
         }
     }
 
@@ -73,7 +81,8 @@ impl TestEngine {
     /// deployment.
     pub async fn restart(self, clock: Arc<dyn Clock>) -> Self {
         self.engine.shutdown().await;
-        let (engine, iot) = launch(self.pool.clone(), clock).await;
+        let (engine, iot) =
+            launch(self.pool.clone(), clock, self.device_token_secret.clone()).await;
         Self {
             engine,
             iot,
@@ -105,6 +114,7 @@ impl TestEngine {
             mqtt_addr,
             mqtts_addr,
             s3,
+            self.device_token_secret.clone(),
         )
         .await;
         Self {
@@ -138,11 +148,11 @@ impl TestEngine {
         filters: &[&str],
     ) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Value)>) {
         let addr = self.engine.mqtt_addr;
-        subscribe(
-            MqttOptions::new(thing, addr.ip().to_string(), addr.port()),
-            filters,
-        )
-        .await
+        let mut options = MqttOptions::new(thing, addr.ip().to_string(), addr.port());
+        if let Some(secret) = &self.device_token_secret {
+            options.set_credentials(thing, flotilla_engine::broker::device_token(secret, thing));
+        }
+        subscribe(options, filters).await
     }
 
     pub fn thing_arn(&self, name: &str) -> String {
@@ -185,7 +195,7 @@ impl TestEngine {
     }
 }
 
-fn config(artifact_dir: std::path::PathBuf) -> EngineConfig {
+fn config(artifact_dir: std::path::PathBuf, device_token_secret: Option<String>) -> EngineConfig {
     EngineConfig {
         region: REGION.into(),
         account_id: "000000000000".into(),
@@ -193,7 +203,7 @@ fn config(artifact_dir: std::path::PathBuf) -> EngineConfig {
         secret_access_key: "engine-api-test-secret".into(),
         service_username: "service".into(),
         service_password: "service-password".into(),
-        device_token_secret: None,
+        device_token_secret,
         artifact_dir,
     }
 }
@@ -210,11 +220,24 @@ fn artifact_dir(pool: &sqlx::PgPool) -> std::path::PathBuf {
 }
 
 /// Starts an engine on `pool` with ephemeral ports, and a client for its control plane.
-async fn launch(pool: sqlx::PgPool, clock: Arc<dyn Clock>) -> (RunningEngine, aws_sdk_iot::Client) {
+async fn launch(
+    pool: sqlx::PgPool,
+    clock: Arc<dyn Clock>,
+    device_token_secret: Option<String>,
+) -> (RunningEngine, aws_sdk_iot::Client) {
     let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let s3 = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let loopback = "127.0.0.1:0".parse().expect("an address");
-    launch_on(pool, clock, http, loopback, Some(loopback), s3).await
+    launch_on(
+        pool,
+        clock,
+        http,
+        loopback,
+        Some(loopback),
+        s3,
+        device_token_secret,
+    )
+    .await
 }
 
 /// Starts an engine on `pool` with the given listeners, and a client for its control plane.
@@ -226,8 +249,9 @@ async fn launch_on(
     mqtt: std::net::SocketAddr,
     mqtts: Option<std::net::SocketAddr>,
     s3: TcpListener,
+    device_token_secret: Option<String>,
 ) -> (RunningEngine, aws_sdk_iot::Client) {
-    let config = config(artifact_dir(&pool));
+    let config = config(artifact_dir(&pool), device_token_secret);
     let listeners = Listeners {
         http,
         mqtt,
