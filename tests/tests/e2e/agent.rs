@@ -143,16 +143,6 @@ impl AgentProcess {
     }
 }
 
-async fn create_thing(engine: &TestEngine, thing: &str) {
-    engine
-        .iot
-        .create_thing()
-        .thing_name(thing)
-        .send()
-        .await
-        .expect("CreateThing");
-}
-
 async fn create_job(engine: &TestEngine, job_id: &str, document: &Value, thing: &str) {
     engine
         .create_job(job_id, &document.to_string(), &[thing])
@@ -230,7 +220,7 @@ async fn agent_runs_the_seed_download_document() {
     let scratch = Scratch::new();
     let firmware: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let (files, file_server) = serve_files(vec![("firmware.bin", firmware.clone())]).await;
-    create_thing(&engine, "agent-seed").await;
+    engine.create_thing("agent-seed").await;
     let agent = AgentProcess::spawn(&engine, "agent-seed", &scratch);
 
     let target = scratch.path("out/firmware.bin");
@@ -276,7 +266,7 @@ async fn agent_runs_the_managed_templates_and_reports_command_output() {
     );
     let payload = b"payload of AWS-Download-File".to_vec();
     let (files, file_server) = serve_files(vec![("file.bin", payload.clone())]).await;
-    create_thing(&engine, "agent-templates").await;
+    engine.create_thing("agent-templates").await;
     let agent = AgentProcess::spawn(&engine, "agent-templates", &scratch);
 
     create_managed_job(
@@ -380,7 +370,7 @@ async fn agent_runs_the_managed_templates_and_reports_command_output() {
 async fn agent_rejects_unknown_and_invalid_documents_with_the_reason() {
     let engine = TestEngine::start().await;
     let scratch = Scratch::new();
-    create_thing(&engine, "agent-reject").await;
+    engine.create_thing("agent-reject").await;
     let agent = AgentProcess::spawn(&engine, "agent-reject", &scratch);
 
     for (job_id, document, expected) in [
@@ -434,7 +424,7 @@ async fn agent_installs_a_signed_artifact_and_refuses_a_tampered_one() {
     );
     let artifact: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
     let server = ArtifactServer::start(artifact.clone(), None).await;
-    create_thing(&engine, "agent-install").await;
+    engine.create_thing("agent-install").await;
     let agent = AgentProcess::spawn(&engine, "agent-install", &scratch);
 
     // A wrong digest: FAILED with the precise reason, nothing installed, nothing left behind.
@@ -520,7 +510,7 @@ async fn agent_killed_mid_job_resumes_and_finishes_it_once() {
     let scratch = Scratch::new();
     let log = scratch.path("steps.log");
     let mark = scratch.path("second-started");
-    create_thing(&engine, "agent-resume").await;
+    engine.create_thing("agent-resume").await;
     let agent = AgentProcess::spawn(&engine, "agent-resume", &scratch);
 
     // The second step's first run parks (the agent is killed under it); its rerun finishes.
@@ -597,7 +587,7 @@ async fn reboot_job_succeeds_only_after_the_device_is_back() {
             scratch.path("boot_id").display()
         ),
     );
-    create_thing(&engine, "agent-reboot").await;
+    engine.create_thing("agent-reboot").await;
     let agent = AgentProcess::spawn(&engine, "agent-reboot", &scratch);
     create_managed_job(&engine, "reboot", "AWS-Reboot", &[], "agent-reboot").await;
     agent.wait_for_exit().await;
@@ -633,7 +623,7 @@ async fn forced_cancel_stops_a_download_and_cleans_up() {
     let artifact: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
     // 16 KiB every 100 ms: about 12 s for the whole file.
     let server = ArtifactServer::start(artifact.clone(), Some(Duration::from_millis(100))).await;
-    create_thing(&engine, "agent-cancel").await;
+    engine.create_thing("agent-cancel").await;
     let agent = AgentProcess::spawn(&engine, "agent-cancel", &scratch);
 
     let document = install_document(&server.url(), &artifact, &vendor_key(), false);
@@ -699,7 +689,7 @@ async fn download_resumes_with_range_after_the_agent_is_killed() {
     );
     let artifact: Vec<u8> = (0..1_000_000u32).map(|i| (i % 233) as u8).collect();
     let server = ArtifactServer::start(artifact.clone(), Some(Duration::from_millis(50))).await;
-    create_thing(&engine, "agent-range").await;
+    engine.create_thing("agent-range").await;
     let agent = AgentProcess::spawn(&engine, "agent-range", &scratch);
 
     let document = install_document(&server.url(), &artifact, &vendor_key(), false);
@@ -748,7 +738,7 @@ async fn download_resumes_with_range_after_the_agent_is_killed() {
 async fn agent_reconnects_after_the_broker_restarts() {
     let engine = TestEngine::start().await;
     let scratch = Scratch::new();
-    create_thing(&engine, "agent-reconnect").await;
+    engine.create_thing("agent-reconnect").await;
     let agent = AgentProcess::spawn(&engine, "agent-reconnect", &scratch);
     let log = scratch.path("ran.log");
     let command = |word: &str| {

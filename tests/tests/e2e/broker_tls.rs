@@ -29,16 +29,6 @@ struct Credentials {
     private_key_pem: String,
 }
 
-async fn create_thing(engine: &TestEngine, thing: &str) {
-    engine
-        .iot
-        .create_thing()
-        .thing_name(thing)
-        .send()
-        .await
-        .expect("CreateThing");
-}
-
 /// An ACTIVE certificate with a new key pair, not attached to anything.
 async fn new_certificate(engine: &TestEngine) -> Credentials {
     let created = engine
@@ -70,7 +60,7 @@ async fn attach(engine: &TestEngine, thing: &str, credentials: &Credentials) {
 
 /// A thing with an ACTIVE certificate attached, as a device is provisioned on AWS IoT.
 async fn provision(engine: &TestEngine, thing: &str) -> Credentials {
-    create_thing(engine, thing).await;
+    engine.create_thing(thing).await;
     let credentials = new_certificate(engine).await;
     attach(engine, thing, &credentials).await;
     credentials
@@ -296,7 +286,7 @@ async fn v2_sdk_device_runs_a_job_over_mutual_tls() {
 async fn a_device_over_tls_uses_only_its_own_topics() {
     let engine = TestEngine::start().await;
     let credentials = provision(&engine, "tls-a").await;
-    create_thing(&engine, "tls-b").await;
+    engine.create_thing("tls-b").await;
     let (client, mut events) = connect(options(
         &engine,
         "tls-a",
@@ -396,7 +386,7 @@ async fn certificates_that_do_not_admit_a_device_are_refused() {
 
     // Attached to another thing: it opens that thing only.
     let other = provision(&engine, "owner-thing").await;
-    create_thing(&engine, "victim-thing").await;
+    engine.create_thing("victim-thing").await;
     assert_refused(
         connect(options(
             &engine,
@@ -524,7 +514,7 @@ async fn an_mqtt5_device_over_tls_gets_its_jobs() {
 
     let engine = TestEngine::start().await;
     let credentials = provision(&engine, "mqtt5-thing").await;
-    create_thing(&engine, "mqtt5-other").await;
+    engine.create_thing("mqtt5-other").await;
     let addr = engine.engine.mqtts_addr.expect("a TLS listener");
     let mut options = Options5::new("mqtt5-thing", addr.ip().to_string(), addr.port());
     options.set_keep_alive(Duration::from_secs(10));
@@ -603,7 +593,7 @@ async fn an_mqtt5_device_over_tls_gets_its_jobs() {
 async fn certificate_operations_follow_the_aws_model() {
     let engine = TestEngine::start().await;
     let iot = &engine.iot;
-    create_thing(&engine, "cert-thing").await;
+    engine.create_thing("cert-thing").await;
 
     // CreateKeysAndCertificate: inactive unless asked; a PEM certificate and key pair.
     let created = iot

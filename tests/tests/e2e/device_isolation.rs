@@ -163,13 +163,7 @@ async fn the_plain_listener_wants_the_things_own_token() {
     const SECRET: &str = "device-token-test-secret";
     let engine = TestEngine::start_with_device_tokens(SECRET).await;
     for thing in ["thing-a", "thing-b"] {
-        engine
-            .iot
-            .create_thing()
-            .thing_name(thing)
-            .send()
-            .await
-            .expect("CreateThing");
+        engine.create_thing(thing).await;
     }
     let addr = engine.engine.mqtt_addr;
     let token = |thing: &str| flotilla_engine::broker::device_token(SECRET, thing);

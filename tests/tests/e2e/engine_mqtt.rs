@@ -28,13 +28,7 @@ struct Device {
 
 impl Device {
     async fn connect(engine: &TestEngine, thing: &str) -> Self {
-        engine
-            .iot
-            .create_thing()
-            .thing_name(thing)
-            .send()
-            .await
-            .expect("CreateThing");
+        engine.create_thing(thing).await;
         let (client, messages) = engine
             .device(thing, &[&format!("$aws/things/{thing}/jobs/#")])
             .await;

@@ -155,6 +155,16 @@ impl TestEngine {
         subscribe(options, filters).await
     }
 
+    /// CreateThing, with no attributes.
+    pub async fn create_thing(&self, thing: &str) {
+        self.iot
+            .create_thing()
+            .thing_name(thing)
+            .send()
+            .await
+            .expect("CreateThing");
+    }
+
     pub fn thing_arn(&self, name: &str) -> String {
         format!("arn:aws:iot:{REGION}:000000000000:thing/{name}")
     }
