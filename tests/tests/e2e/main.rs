@@ -8,6 +8,7 @@ mod api_jobs;
 mod api_support;
 mod api_templates;
 mod aws_mode;
+mod aws_moto;
 mod broker_tls;
 mod device_isolation;
 mod engine_api;
