@@ -370,3 +370,58 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(flags: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "flotilla",
+            "serve",
+            "--database-url",
+            "postgres://x/y",
+            "--iot",
+            "aws",
+        ];
+        args.extend_from_slice(flags);
+        Cli::try_parse_from(args)
+    }
+
+    fn events(cli: Cli) -> Option<app::AwsEvents> {
+        match cli.command {
+            Command::Serve(args) => args.events.into_config(),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn the_event_subscriber_needs_its_certificate_key_and_ca() {
+        assert!(events(serve(&[]).expect("parses")).is_none());
+        assert!(serve(&["--iot-client-cert", "c.pem"]).is_err());
+        assert!(serve(&["--iot-client-key", "k.pem"]).is_err());
+        assert!(serve(&["--iot-client-id-prefix", "bad/prefix"]).is_err());
+        let events = events(
+            serve(&[
+                "--iot-client-cert",
+                "c.pem",
+                "--iot-client-key",
+                "k.pem",
+                "--iot-ca",
+                "ca.pem",
+                "--iot-data-endpoint",
+                "abc-ats.iot.eu-west-1.amazonaws.com",
+            ])
+            .expect("parses"),
+        )
+        .expect("a subscriber");
+        assert_eq!(events.port, 8883);
+        assert_eq!(events.client_id_prefix, "flotilla-server-");
+        assert_eq!(
+            events.endpoint.as_deref(),
+            Some("abc-ats.iot.eu-west-1.amazonaws.com")
+        );
+    }
+}

@@ -94,10 +94,8 @@ async fn attach_policy(
     Path(policy_name): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, AwsError> {
-    state
-        .policies
-        .attach(&policy_name, &target(&bytes)?)
-        .await?;
+    let target = target(&bytes)?;
+    state.policies.attach(&policy_name, &target).await?;
     Ok(Json(json!({})))
 }
 
@@ -107,10 +105,8 @@ async fn detach_policy(
     Path(policy_name): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, AwsError> {
-    state
-        .policies
-        .detach(&policy_name, &target(&bytes)?)
-        .await?;
+    let target = target(&bytes)?;
+    state.policies.detach(&policy_name, &target).await?;
     Ok(Json(json!({})))
 }
 
