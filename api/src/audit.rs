@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One attempted mutation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     /// RFC 3339.
@@ -27,6 +28,7 @@ pub struct AuditEntry {
 /// `GET /api/v1/audit?action=&target=&outcome=&before=&limit=`: newest first; `before` is the
 /// `next_before` of the previous page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next_before: Option<i64>,

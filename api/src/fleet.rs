@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One registered device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Thing {
     pub name: String,
     pub arn: String,
@@ -18,6 +19,7 @@ pub struct Thing {
 /// A page may hold fewer than `limit` things while `next_token` is set (filters are applied
 /// page by page); keep following `next_token` until it is absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingList {
     pub things: Vec<Thing>,
     pub next_token: Option<String>,
@@ -25,6 +27,7 @@ pub struct ThingList {
 
 /// One job execution of a thing, as the thing's detail lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingExecution {
     pub job_id: String,
     pub status: String,
@@ -39,6 +42,7 @@ pub struct ThingExecution {
 
 /// `GET /api/v1/things/{name}`: a thing with its groups and its job executions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingDetail {
     #[serde(flatten)]
     pub thing: Thing,
@@ -49,6 +53,7 @@ pub struct ThingDetail {
 
 /// One thing group with how many things it holds directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingGroup {
     pub name: String,
     pub arn: String,
@@ -57,6 +62,7 @@ pub struct ThingGroup {
 
 /// `GET /api/v1/thing-groups?name_prefix=&limit=&next_token=`: a page of thing groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingGroupList {
     pub groups: Vec<ThingGroup>,
     pub next_token: Option<String>,
@@ -64,6 +70,7 @@ pub struct ThingGroupList {
 
 /// `GET /api/v1/thing-groups/{name}?limit=&next_token=`: a group and a page of its members.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThingGroupDetail {
     pub name: String,
     pub arn: String,

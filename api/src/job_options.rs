@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How fast executions are released (AWS `jobExecutionsRolloutConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutOptions {
     /// 1–1000 devices notified per minute.
     #[serde(default)]
@@ -17,6 +18,7 @@ pub struct RolloutOptions {
 /// A rate that starts at `base_rate_per_minute` and is multiplied by `increment_factor`
 /// each time the criteria are met.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExponentialRate {
     /// 1–1000.
     pub base_rate_per_minute: i32,
@@ -27,6 +29,7 @@ pub struct ExponentialRate {
 
 /// When the rate increases; at least one of the two, each at least 1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateIncreaseCriteria {
     #[serde(default)]
     pub number_of_notified_things: Option<i32>,
@@ -36,6 +39,7 @@ pub struct RateIncreaseCriteria {
 
 /// When to stop the job (AWS `abortConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbortOptions {
     pub criteria: Vec<AbortCriterion>,
 }
@@ -43,6 +47,7 @@ pub struct AbortOptions {
 /// Cancel the job once `threshold_percentage` of at least `min_number_of_executed_things`
 /// executions ended with `failure_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbortCriterion {
     /// `FAILED`, `REJECTED`, `TIMED_OUT` or `ALL`.
     pub failure_type: String,
@@ -61,6 +66,7 @@ fn cancel() -> String {
 
 /// AWS `timeoutConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeoutOptions {
     /// 1–10080 (seven days).
     pub in_progress_timeout_in_minutes: i64,
@@ -68,12 +74,14 @@ pub struct TimeoutOptions {
 
 /// Retries of failed executions (AWS `jobExecutionsRetryConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryOptions {
     /// One or two criteria; at most 10 retries in all.
     pub criteria: Vec<RetryCriterion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryCriterion {
     /// `FAILED`, `TIMED_OUT` or `ALL`.
     pub failure_type: String,
@@ -83,6 +91,7 @@ pub struct RetryCriterion {
 
 /// When the job runs (AWS `schedulingConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchedulingOptions {
     /// RFC 3339; between 30 minutes and a year ahead.
     #[serde(default)]
@@ -99,6 +108,7 @@ pub struct SchedulingOptions {
 
 /// Executions are released only inside these windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceWindow {
     /// An AWS cron expression, `cron(0 22 ? * SUN *)`.
     pub start_time: String,
@@ -108,6 +118,7 @@ pub struct MaintenanceWindow {
 
 /// Presigned URLs in the job document (AWS `presignedUrlConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignedUrlOptions {
     /// The IAM role IoT assumes to presign the URLs (20–2048 characters).
     #[serde(default)]

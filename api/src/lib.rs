@@ -2,7 +2,9 @@
 //! the Leptos frontend and the agent that consume it.
 //!
 //! This crate depends on serde only so it builds for `wasm32-unknown-unknown`. Field names are
-//! snake_case and times are RFC 3339 strings, so any HTTP client can use the API.
+//! snake_case and times are RFC 3339 strings, so any HTTP client can use the API. The `openapi`
+//! feature (the server's) derives `utoipa::ToSchema` for every type, from which the server
+//! generates its OpenAPI document.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,7 @@ pub use install::InstallDocument;
 
 /// The status of a job, as AWS IoT reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     InProgress,
@@ -67,6 +70,7 @@ impl JobStatus {
 
 /// How many of a job's executions are in each state (AWS's `jobProcessDetails`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionCounts {
     pub queued: i64,
     pub in_progress: i64,
@@ -99,6 +103,7 @@ impl ExecutionCounts {
 
 /// One job as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub job_id: String,
     pub job_arn: String,
@@ -116,12 +121,14 @@ pub struct Job {
 
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     pub jobs: Vec<Job>,
 }
 
 /// The state of one device's execution of a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Execution {
     pub thing_name: String,
     pub status: String,
@@ -136,6 +143,7 @@ pub struct Execution {
 
 /// A job with the executions of its devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,
@@ -146,6 +154,7 @@ pub struct JobDetail {
 /// option AWS IoT offers. The server validates it all, with field messages, before anything
 /// reaches AWS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateJob {
     /// Letters, digits, `-` and `_`, at most 64 characters. Generated when absent.
     #[serde(default)]
@@ -192,6 +201,7 @@ pub struct CreateJob {
 /// `GET /api/v1/jobs/{job_id}/executions?status=&after=&limit=`: executions in thing-name
 /// order; `next_after` is the `after` of the next page, absent on the last one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionPage {
     pub executions: Vec<Execution>,
     pub next_after: Option<String>,
@@ -199,6 +209,7 @@ pub struct ExecutionPage {
 
 /// `POST /api/v1/jobs/{job_id}/executions/{thing_name}/cancel`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelExecution {
     /// Also cancel an IN_PROGRESS execution.
     #[serde(default)]
@@ -213,6 +224,7 @@ pub struct CancelExecution {
 /// the same document on that one thing. Its id is derived from the job, the thing and the
 /// execution number, so asking twice gives the same job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetriedExecution {
     pub job_id: String,
     /// False when the follow-up job already existed.
@@ -222,6 +234,7 @@ pub struct RetriedExecution {
 /// `POST /api/v1/jobs/{job_id}/cancel`: stop a job. QUEUED executions are canceled; with
 /// `force`, IN_PROGRESS ones too (the device is told, but may already be acting on the job).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelJob {
     #[serde(default)]
     pub force: bool,
@@ -235,6 +248,7 @@ pub struct CancelJob {
 
 /// Every error the API returns has this body, with an HTTP status that matches `code`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable, machine-readable: `invalid_request`, `not_found`, `conflict`, `upstream`, `internal`…
     pub code: String,
@@ -247,6 +261,7 @@ pub struct ErrorBody {
 
 /// What is wrong with one field of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -12,12 +12,14 @@ pub type JobChange = Job;
 
 /// `event: job_deleted` — the job is gone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobDeleted {
     pub job_id: String,
 }
 
 /// `event: execution` — one device's execution changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionChange {
     pub job_id: String,
     pub thing_name: String,
@@ -35,6 +37,7 @@ pub struct ExecutionChange {
 
 /// `event: execution_deleted` — DeleteJobExecution removed one device's execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionDeleted {
     pub job_id: String,
     pub thing_name: String,

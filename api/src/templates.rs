@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A parameter's type and its constraints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateParameter {
     /// `[A-Za-z0-9_-]`, 1–64 characters.
     pub name: String,
@@ -45,6 +46,7 @@ fn yes() -> bool {
 
 /// `POST /api/v1/templates` (with `template_id`) and `PUT /api/v1/templates/{id}` (without).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaveTemplate {
     /// `[A-Za-z0-9_-]`, 1–64 characters; only when creating.
     #[serde(default)]
@@ -58,6 +60,7 @@ pub struct SaveTemplate {
 
 /// One version of a template. Every update makes a new version; old ones stay readable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub template_id: String,
     pub version: i32,
@@ -76,12 +79,14 @@ pub struct Template {
 
 /// `GET /api/v1/templates`: the latest version of every template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateList {
     pub templates: Vec<Template>,
 }
 
 /// `POST /api/v1/templates/{id}/preview`: render a version (the latest by default).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewTemplate {
     #[serde(default)]
     pub version: Option<i32>,
@@ -91,6 +96,7 @@ pub struct PreviewTemplate {
 
 /// The rendered document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenderedTemplate {
     pub template_id: String,
     pub version: i32,
@@ -99,6 +105,7 @@ pub struct RenderedTemplate {
 
 /// `POST /api/v1/templates/import-managed`: which templates were imported or updated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportedTemplates {
     pub imported: Vec<String>,
     /// Already present with the same content: no new version.

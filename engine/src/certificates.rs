@@ -42,9 +42,16 @@ pub enum CertificateError {
     /// `CertificateStateException` (406): the certificate's status forbids the operation.
     #[error("{0}")]
     State(String),
-    /// `DeleteConflictException` (409): the certificate is still attached to a thing.
+    /// `DeleteConflictException` (409): the certificate is still attached to a thing or a
+    /// policy, or a policy to a certificate.
     #[error("{0}")]
     DeleteConflict(String),
+    /// `MalformedPolicyException` (400): a policy document that is not a valid policy.
+    #[error("{0}")]
+    Malformed(String),
+    /// `ResourceAlreadyExistsException` (409).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// `InternalFailureException` (500); the cause was logged where it happened.
     #[error("internal error")]
     Internal,
@@ -110,7 +117,7 @@ pub enum Refusal {
     NotActive(String),
     /// Past its notAfter (or before its notBefore) by the engine's clock.
     Expired,
-    /// Not attached to the thing the device connects as.
+    /// Not attached to the thing the device connects as, and no policy admits it.
     NotAttached,
 }
 
@@ -465,9 +472,9 @@ impl Certificates {
         Ok(())
     }
 
-    /// DeleteCertificate: only an inactive or revoked certificate attached to no thing.
-    /// (`forceDelete` only overrides attached policies on AWS, which the engine has none of.)
-    pub async fn delete(&self, certificate_id: &str) -> Result<()> {
+    /// DeleteCertificate: only an inactive or revoked certificate attached to no thing, and,
+    /// unless `force`, to no policy.
+    pub async fn delete(&self, certificate_id: &str, force: bool) -> Result<()> {
         let id = checked_id(certificate_id)?;
         let mut tx = self.pool.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
@@ -491,6 +498,17 @@ impl Certificates {
         if attached > 0 {
             return Err(CertificateError::DeleteConflict(format!(
                 "Certificate {id} is attached to {attached} thing(s); detach it first"
+            )));
+        }
+        let policies: i64 = sqlx::query_scalar(
+            "select count(*) from engine.policy_targets where certificate_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if policies > 0 && !force {
+            return Err(CertificateError::DeleteConflict(format!(
+                "Certificate {id} has {policies} polic(ies) attached; detach them or use forceDelete"
             )));
         }
         sqlx::query("delete from engine.certificates where certificate_id = $1")
@@ -603,25 +621,37 @@ impl Certificates {
     }
 
     /// Whether the certificate with `serial` (as the TLS handshake presented it) admits a
-    /// device as `thing_name` now. On success, the certificate's id.
+    /// client now: registered, ACTIVE and within its validity. On success, its id, whether it
+    /// is attached to the thing `client_id` names, and the documents of its policies; the
+    /// broker decides from those what the client may do.
     pub async fn admit(
         &self,
         serial: &str,
-        thing_name: &str,
-    ) -> Result<std::result::Result<String, Refusal>> {
-        /// Id, status, validity and whether it is attached to the thing.
-        type Admission = (String, String, DateTime<Utc>, DateTime<Utc>, bool);
-        let row: Option<Admission> = sqlx::query_as(
+        client_id: &str,
+    ) -> Result<std::result::Result<Admission, Refusal>> {
+        /// Id, status, validity, whether it is attached to the thing, its policies.
+        type Row = (
+            String,
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            bool,
+            Vec<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
             "select c.certificate_id, c.status, c.not_before, c.not_after,
                     exists (select 1 from engine.thing_principals p
-                            where p.certificate_id = c.certificate_id and p.thing_name = $2)
+                            where p.certificate_id = c.certificate_id and p.thing_name = $2),
+                    array(select p.policy_document from engine.policy_targets t
+                          join engine.policies p using (policy_name)
+                          where t.certificate_id = c.certificate_id order by p.policy_name)
              from engine.certificates c where c.serial_number = $1",
         )
         .bind(normalize_serial(serial))
-        .bind(thing_name)
+        .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, status, not_before, not_after, attached)) = row else {
+        let Some((certificate_id, status, not_before, not_after, attached, policies)) = row else {
             return Ok(Err(Refusal::Unknown));
         };
         let now = self.clock.now();
@@ -629,12 +659,24 @@ impl Certificates {
             Err(Refusal::NotActive(status))
         } else if now > not_after || now + chrono::Duration::minutes(10) < not_before {
             Err(Refusal::Expired)
-        } else if !attached {
-            Err(Refusal::NotAttached)
         } else {
-            Ok(id)
+            Ok(Admission {
+                certificate_id,
+                attached,
+                policies,
+            })
         })
     }
+}
+
+/// A certificate that admits its client, and what decides what the client may do.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub certificate_id: String,
+    /// Attached to the thing the client id names.
+    pub attached: bool,
+    /// The documents of the policies attached to the certificate.
+    pub policies: Vec<String>,
 }
 
 fn dn(common_name: &str) -> DistinguishedName {

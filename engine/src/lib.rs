@@ -8,6 +8,7 @@
 //!   (`$aws/things/{thing}/jobs/…`) and the `$aws/events/…` topics, on a plain listener and a
 //!   mutual-TLS one;
 //! - [`certificates`]: the engine's certificate authority and the device certificates it issues;
+//! - [`policies`]: IoT policies attached to certificates, and what they allow on the broker;
 //! - [`artifacts`]: the artifact store, an S3-compatible endpoint for update files, and the
 //!   presigned URLs that job documents hand to devices;
 //! - [`jobs`]: the jobs logic behind both, with every bit of state in PostgreSQL (schema
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod control;
 pub mod jobs;
 pub mod model;
+pub mod policies;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,6 +174,7 @@ impl RunningEngine {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
+        let policies = crate::policies::Policies::new(pool.clone(), arns.clone());
         let certificates = Arc::new(
             Certificates::load_or_create(pool, clock, arns, broker.clone())
                 .await
@@ -223,6 +226,7 @@ impl RunningEngine {
             jobs: jobs.clone(),
             config,
             certificates: certificates.clone(),
+            policies,
             endpoints: control::Endpoints {
                 mqtt: Some(mqtt_addr),
                 mqtts: mqtts_addr,

@@ -21,6 +21,7 @@ use tower_http::services::{ServeDir, ServeFile};
 
 use crate::iot::Iot;
 use crate::ops::Metrics;
+use crate::projection::events::{AWS_TOPIC_FILTERS, EXTENSION_TOPIC_FILTER, Login};
 use crate::projection::reconcile::ReconcileConfig;
 use crate::projection::{self, EventSource, Projection};
 use crate::stream::ChangeHub;
@@ -46,7 +47,32 @@ pub enum IotMode {
         device_token_secret: Option<String>,
     },
     /// AWS IoT Core with the default credential chain.
-    Aws { iot_endpoint: Option<String> },
+    Aws {
+        /// Overrides the IoT control-plane endpoint URL.
+        iot_endpoint: Option<String>,
+        /// The event subscriber; without it only reconciliation follows the jobs.
+        events: Option<AwsEvents>,
+        /// Fixed credentials instead of the default chain (for an application that embeds
+        /// the server, and for tests against a local AWS peer).
+        credentials: Option<aws_credential_types::Credentials>,
+    },
+}
+
+/// AWS mode's event subscriber: MQTT with mutual TLS to the account's IoT data endpoint,
+/// reading `$aws/events/job/#` and `$aws/events/jobExecution/#`.
+#[derive(Debug, Clone)]
+pub struct AwsEvents {
+    /// The data endpoint's host (`host:port` sets the port too); when absent, DescribeEndpoint
+    /// (`iot:Data-ATS`) names it.
+    pub endpoint: Option<String>,
+    pub port: u16,
+    /// The client certificate (PEM) whose IoT policy allows reading the event topics.
+    pub client_certificate: PathBuf,
+    pub client_key: PathBuf,
+    /// The CA the data endpoint's certificate chains to (Amazon Root CA 1 on AWS).
+    pub ca: PathBuf,
+    /// Client ids are this and a random suffix; the IoT policy's iot:Connect must allow them.
+    pub client_id_prefix: String,
 }
 
 /// Everything `flotilla serve` needs.
@@ -86,7 +112,6 @@ pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
             "/api/v1",
             crate::api::router(&state).merge(crate::stream::router()),
         )
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -171,6 +196,40 @@ fn reachable(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// The AWS-mode event source: the data endpoint (from the flags, else DescribeEndpoint) and
+/// the client certificate.
+async fn aws_event_source(iot: &Iot, events: &AwsEvents) -> anyhow::Result<EventSource> {
+    let tls = flotilla_agent::config::tls_config(
+        Some(&events.ca),
+        Some(&events.client_certificate),
+        Some(&events.client_key),
+    )
+    .context("the event subscriber's TLS (--iot-ca, --iot-client-cert, --iot-client-key)")?;
+    let endpoint = match &events.endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => iot
+            .data_endpoint()
+            .await
+            .context("finding the IoT data endpoint (DescribeEndpoint iot:Data-ATS); set --iot-data-endpoint")?,
+    };
+    // AWS names a host; a `host:port` (as the embedded engine answers) sets the port too.
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse::<u16>() {
+            Ok(port) => (host.to_owned(), port),
+            Err(_) => anyhow::bail!("the IoT data endpoint {endpoint:?} has no valid port"),
+        },
+        _ => (endpoint, events.port),
+    };
+    tracing::info!("AWS mode: job events from {host}:{port} over mutual TLS");
+    Ok(EventSource {
+        host,
+        port,
+        client_id_prefix: events.client_id_prefix.clone(),
+        login: Login::Certificate(tls),
+        filters: AWS_TOPIC_FILTERS.iter().map(|f| (*f).to_owned()).collect(),
+    })
+}
+
 /// Starts the server as `config` says.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let pool = crate::db::connect_and_migrate(&config.database_url, 20).await?;
@@ -232,8 +291,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let events = EventSource {
                 host: reachable(engine.mqtt_addr).ip().to_string(),
                 port: engine.mqtt_addr.port(),
-                username: engine_config.service_username,
-                password: engine_config.service_password,
+                client_id_prefix: "flotilla-server-".into(),
+                login: Login::Password {
+                    username: engine_config.service_username,
+                    password: engine_config.service_password,
+                },
+                filters: AWS_TOPIC_FILTERS
+                    .iter()
+                    .chain([&EXTENSION_TOPIC_FILTER])
+                    .map(|f| (*f).to_owned())
+                    .collect(),
             };
             (
                 Iot::new(aws_sdk_iot::Client::from_conf(sdk)),
@@ -243,26 +310,33 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 register.clone(),
             )
         }
-        IotMode::Aws { iot_endpoint } => {
-            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(config.region.clone()))
-                .load()
-                .await;
+        IotMode::Aws {
+            iot_endpoint,
+            events,
+            credentials,
+        } => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(config.region.clone()));
+            if let Some(credentials) = credentials {
+                loader = loader.credentials_provider(credentials.clone());
+            }
+            let shared = loader.load().await;
             let mut builder = aws_sdk_iot::config::Builder::from(&shared);
             if let Some(endpoint) = iot_endpoint {
                 builder = builder.endpoint_url(endpoint);
             }
-            tracing::info!(
-                "AWS mode: the projection is kept current by reconciliation every {:?}",
-                config.reconcile_every
-            );
-            (
-                Iot::new(aws_sdk_iot::Client::from_conf(builder.build())),
-                None,
-                None,
-                0,
-                Vec::new(),
-            )
+            let iot = Iot::new(aws_sdk_iot::Client::from_conf(builder.build()));
+            let events = match events {
+                Some(events) => Some(aws_event_source(&iot, events).await?),
+                None => {
+                    tracing::info!(
+                        "AWS mode without an event subscriber (no --iot-client-cert): the projection is kept current by reconciliation every {:?}",
+                        config.reconcile_every
+                    );
+                    None
+                }
+            };
+            (iot, None, events, 0, Vec::new())
         }
     };
 

@@ -176,17 +176,21 @@ fn reduce(value: Value) -> Value {
 }
 
 /// Filters of `GET /api/v1/audit`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// The method and route, `POST /api/v1/jobs/{job_id}/cancel`.
     pub action: Option<String>,
     /// Entries whose target starts with this path.
     pub target: Option<String>,
+    /// `ok` or an error code.
     pub outcome: Option<String>,
     pub actor: Option<String>,
     /// RFC 3339: entries at or after.
     pub since: Option<DateTime<Utc>>,
     /// Entries with a smaller id (the previous page's `next_before`).
     pub before: Option<i64>,
+    /// 1-500; 50 when absent.
     pub limit: Option<i64>,
 }
 

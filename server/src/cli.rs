@@ -95,6 +95,8 @@ struct ServeArgs {
     /// AWS mode: override the IoT control-plane endpoint URL.
     #[arg(long, env = "FLOTILLA_IOT_ENDPOINT")]
     iot_endpoint: Option<String>,
+    #[command(flatten)]
+    events: EventArgs,
     /// Folder of the web UI (index.html, style.css, pkg/).
     #[arg(long, env = "FLOTILLA_STATIC_DIR", default_value = "static")]
     static_dir: PathBuf,
@@ -106,6 +108,63 @@ struct ServeArgs {
     /// ListJobExecutionsForJob count one); it backs off further when IoT throttles.
     #[arg(long, env = "FLOTILLA_RECONCILE_BUDGET", default_value_t = 10.0, value_parser = positive_rate)]
     reconcile_budget: f64,
+}
+
+/// AWS mode's job-event subscriber (MQTT with mutual TLS to the account's data endpoint). It
+/// runs when the client certificate is given.
+#[derive(Debug, clap::Args)]
+struct EventArgs {
+    /// AWS mode: the IoT data endpoint's host (`…-ats.iot.REGION.amazonaws.com`); found with
+    /// DescribeEndpoint when absent.
+    #[arg(long, env = "FLOTILLA_IOT_DATA_ENDPOINT")]
+    iot_data_endpoint: Option<String>,
+    /// AWS mode: the data endpoint's MQTT port (8883, or 443 with ALPN).
+    #[arg(long, env = "FLOTILLA_IOT_DATA_PORT", default_value_t = 8883)]
+    iot_data_port: u16,
+    /// AWS mode: the event subscriber's client certificate (PEM); its IoT policy must allow
+    /// connecting and reading `$aws/events/job/#` and `$aws/events/jobExecution/#`.
+    #[arg(long, env = "FLOTILLA_IOT_CLIENT_CERT", requires_all = ["iot_client_key", "iot_ca"])]
+    iot_client_cert: Option<PathBuf>,
+    /// AWS mode: the client certificate's private key (PEM).
+    #[arg(long, env = "FLOTILLA_IOT_CLIENT_KEY", requires = "iot_client_cert")]
+    iot_client_key: Option<PathBuf>,
+    /// AWS mode: the CA certificate the data endpoint's chains to (Amazon Root CA 1, PEM).
+    #[arg(long, env = "FLOTILLA_IOT_CA", requires = "iot_client_cert")]
+    iot_ca: Option<PathBuf>,
+    /// AWS mode: the start of the subscriber's MQTT client ids (a random suffix follows, so
+    /// replicas never share one); the IoT policy's iot:Connect must allow `PREFIX*`.
+    #[arg(long, env = "FLOTILLA_IOT_CLIENT_ID_PREFIX", default_value = "flotilla-server-", value_parser = client_id_prefix)]
+    iot_client_id_prefix: String,
+}
+
+impl EventArgs {
+    fn into_config(self) -> Option<app::AwsEvents> {
+        let client_certificate = self.iot_client_cert?;
+        Some(app::AwsEvents {
+            endpoint: self.iot_data_endpoint,
+            port: self.iot_data_port,
+            client_certificate,
+            client_key: self.iot_client_key?,
+            ca: self.iot_ca?,
+            client_id_prefix: self.iot_client_id_prefix,
+        })
+    }
+}
+
+/// An MQTT client id prefix: up to 100 of `[A-Za-z0-9:_-]`, leaving room for the suffix
+/// within AWS's 128 characters.
+fn client_id_prefix(value: &str) -> Result<String, String> {
+    if value.len() <= 100
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b))
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a client id prefix (at most 100 of letters, digits, '-', '_' and ':')"
+        ))
+    }
 }
 
 /// A request rate: a positive number of requests per second.
@@ -208,6 +267,8 @@ pub fn main() -> anyhow::Result<()> {
                         },
                         Iot::Aws => IotMode::Aws {
                             iot_endpoint: args.iot_endpoint,
+                            events: args.events.into_config(),
+                            credentials: None,
                         },
                     },
                     region: args.region,
@@ -308,4 +369,59 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(flags: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "flotilla",
+            "serve",
+            "--database-url",
+            "postgres://x/y",
+            "--iot",
+            "aws",
+        ];
+        args.extend_from_slice(flags);
+        Cli::try_parse_from(args)
+    }
+
+    fn events(cli: Cli) -> Option<app::AwsEvents> {
+        match cli.command {
+            Command::Serve(args) => args.events.into_config(),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn the_event_subscriber_needs_its_certificate_key_and_ca() {
+        assert!(events(serve(&[]).expect("parses")).is_none());
+        assert!(serve(&["--iot-client-cert", "c.pem"]).is_err());
+        assert!(serve(&["--iot-client-key", "k.pem"]).is_err());
+        assert!(serve(&["--iot-client-id-prefix", "bad/prefix"]).is_err());
+        let events = events(
+            serve(&[
+                "--iot-client-cert",
+                "c.pem",
+                "--iot-client-key",
+                "k.pem",
+                "--iot-ca",
+                "ca.pem",
+                "--iot-data-endpoint",
+                "abc-ats.iot.eu-west-1.amazonaws.com",
+            ])
+            .expect("parses"),
+        )
+        .expect("a subscriber");
+        assert_eq!(events.port, 8883);
+        assert_eq!(events.client_id_prefix, "flotilla-server-");
+        assert_eq!(
+            events.endpoint.as_deref(),
+            Some("abc-ats.iot.eu-west-1.amazonaws.com")
+        );
+    }
 }

@@ -332,6 +332,18 @@ impl Iot {
         Ok((executions, page.next_token.filter(|t| !t.is_empty())))
     }
 
+    /// The account's MQTT data endpoint (DescribeEndpoint, `iot:Data-ATS`).
+    pub async fn data_endpoint(&self) -> Result<String, IotError> {
+        self.client
+            .describe_endpoint()
+            .endpoint_type("iot:Data-ATS")
+            .send()
+            .await
+            .map_err(IotError::from_sdk)?
+            .endpoint_address
+            .ok_or_else(|| IotError::Upstream("DescribeEndpoint named no endpoint".into()))
+    }
+
     /// A cheap authenticated call (DescribeEventConfigurations) proving IoT answers.
     pub async fn ping(&self) -> Result<(), IotError> {
         self.client

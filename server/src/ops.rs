@@ -35,6 +35,8 @@ pub struct Metrics {
     reconciled_observations: AtomicU64,
     sse_clients: AtomicI64,
     sse_events: AtomicU64,
+    /// 1 while the event subscriber is connected with every subscription granted.
+    event_subscriber_up: AtomicI64,
     /// (method, route, status) → count. Routes, not paths, so ids do not explode the labels.
     http_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
 }
@@ -63,6 +65,12 @@ impl Metrics {
     pub fn count_reconciled(&self, observations: u64) {
         self.reconciled_observations
             .fetch_add(observations, Ordering::Relaxed);
+    }
+
+    /// Whether the event subscriber is connected and subscribed.
+    pub fn set_event_subscriber_up(&self, up: bool) {
+        self.event_subscriber_up
+            .store(i64::from(up), Ordering::Relaxed);
     }
 
     pub fn count_sse_event(&self) {
@@ -139,6 +147,13 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP flotilla_event_subscriber_up 1 while the job-event subscriber is connected with its subscriptions granted.\n\
+             # TYPE flotilla_event_subscriber_up gauge\n\
+             flotilla_event_subscriber_up {}",
+            self.event_subscriber_up.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP flotilla_http_requests_total HTTP requests served, by method, route and status.\n\
              # TYPE flotilla_http_requests_total counter"
         );
@@ -165,9 +180,10 @@ impl Drop for SseClientGuard {
     }
 }
 
-/// `/readyz` and `/metrics`.
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
@@ -191,8 +207,19 @@ pub async fn count_requests(
     response
 }
 
+/// 200 while the process serves requests, whatever its dependencies do.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", content_type = "text/plain", body = String)))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// 200 when PostgreSQL and IoT answer, else 503 with the reasons.
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", body = Object),
+        (status = 503, description = "`{\"status\":\"unavailable\",\"reasons\":[{\"component\":…,\"message\":…}]}`", body = Object)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let pool = state.projection.pool().clone();
     let iot = state.projection.iot().clone();
     let database = async move {
@@ -241,7 +268,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// This process's counters in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

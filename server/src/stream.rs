@@ -162,12 +162,25 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/stream", get(stream))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct StreamQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamQuery {
+    /// Only this job's changes.
     job_id: Option<String>,
 }
 
-async fn stream(
+/// Live changes as Server-Sent Events: each event's `id` is its change id (send it back as
+/// `Last-Event-ID` to resume without a gap), its `event` is `job`, `job_deleted`, `execution`
+/// or `execution_deleted`, and its `data` the JSON of `Job`, `JobDeleted`, `ExecutionChange` or
+/// `ExecutionDeleted`.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "stream",
+    params(StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id")),
+    responses(
+        (status = 200, description = "An endless stream of change events",
+            content_type = "text/event-stream", body = String),
+        ApiError))]
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,

@@ -3,6 +3,8 @@
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
 //! - `bench simulate | engine | server`: the benchmarks; figures go to `docs/benchmarks.md`.
+//! - `python`: make the tests' Python virtualenv and print its interpreter (for
+//!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
@@ -29,8 +31,17 @@ fn main() -> Result<()> {
             use_ci_target_dir()?;
             frontend::build(&workspace_root())
         }
+        Some("python") => {
+            use_ci_target_dir()?;
+            let root = workspace_root();
+            let python = python::ensure_venv(&root.join(target_dir(&root)))?;
+            println!("{}", python.display());
+            Ok(())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate|engine|server>");
+            eprintln!(
+                "usage: cargo xtask <demo | ci | frontend | python | bench simulate|engine|server>"
+            );
             std::process::exit(2);
         }
     }

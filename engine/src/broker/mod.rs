@@ -61,17 +61,61 @@ pub enum Identity {
     Service,
     /// A device: may use only `$aws/things/{thing}/…`.
     Thing(String),
+    /// A client whose certificate has policies: may do what they allow.
+    Policy(Arc<Grant>),
+}
+
+/// What a certificate's policies grant one connection.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub client_id: String,
+    /// `arn:aws:iot:{region}:{account}:`, the start of every resource ARN.
+    pub arn_prefix: String,
+    pub policies: crate::policies::PolicySet,
+}
+
+impl Grant {
+    /// Whether the policies allow `action` on the resource `arn:aws:iot:…:{resource}`.
+    pub fn allows(&self, action: &str, resource: &str) -> bool {
+        self.policies.allows(
+            action,
+            &format!("{}{resource}", self.arn_prefix),
+            &self.client_id,
+        )
+    }
 }
 
 impl Identity {
-    /// Whether this identity may publish to `topic` or subscribe to `filter`.
-    pub fn may_use(&self, topic_or_filter: &str) -> bool {
+    /// Whether this identity may subscribe to `filter` (as the client spelled it). A policy
+    /// must allow `iot:Subscribe` on the filter and `iot:Receive` on the topics it matches,
+    /// judged here on the filter itself.
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        match self {
+            Identity::Policy(grant) => {
+                grant.allows("iot:Subscribe", &format!("topicfilter/{filter}"))
+                    && grant.allows("iot:Receive", &format!("topic/{filter}"))
+            }
+            other => other.owns(filter),
+        }
+    }
+
+    /// Whether this identity may publish to `topic` (as the client spelled it).
+    pub fn may_publish(&self, topic: &str) -> bool {
+        match self {
+            Identity::Policy(grant) => grant.allows("iot:Publish", &format!("topic/{topic}")),
+            other => other.owns(topic),
+        }
+    }
+
+    /// The engine's own rule: the service uses anything, a device its thing's topics.
+    fn owns(&self, topic_or_filter: &str) -> bool {
         match self {
             Identity::Service => true,
             Identity::Thing(thing) => topic_or_filter
                 .strip_prefix("$aws/things/")
                 .and_then(|rest| rest.strip_prefix(thing.as_str()))
                 .is_some_and(|rest| rest.starts_with('/')),
+            Identity::Policy(_) => false,
         }
     }
 }
@@ -559,13 +603,25 @@ impl EngineHandler {
         }
     }
 
-    /// Who a session is: the service identity is rmqtt's superuser; anyone else is the device
-    /// of the thing its client id names (checked at authentication).
-    async fn identity(session: &Session) -> Identity {
+    /// Who a session is: the service identity is rmqtt's superuser; a client admitted by its
+    /// policies is what authentication recorded; anyone else is the device of the thing its
+    /// client id names (checked at authentication).
+    async fn identity(&self, session: &Session) -> Identity {
         if session.superuser().await.unwrap_or(false) {
-            Identity::Service
-        } else {
-            Identity::Thing(session.id.client_id.to_string())
+            return Identity::Service;
+        }
+        let recorded = lock(&self.broker.inner.pending)
+            .get(&session.id)
+            .map(|admitted| admitted.identity.clone())
+            .or_else(|| {
+                lock(&self.broker.inner.live)
+                    .get(&*session.id.client_id)
+                    .filter(|live| live.id == session.id)
+                    .map(|live| live.identity.clone())
+            });
+        match recorded {
+            Some(identity @ Identity::Policy(_)) => identity,
+            _ => Identity::Thing(session.id.client_id.to_string()),
         }
     }
 }
@@ -623,9 +679,9 @@ impl EngineHandler {
                 }
             }
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
-                let identity = Self::identity(session).await;
+                let identity = self.identity(session).await;
                 let filter: &str = &subscribe.topic_filter;
-                let result = if identity.may_use(filter) {
+                let result = if identity.may_subscribe(&topic_escape::to_wire(filter)) {
                     SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                 } else {
                     tracing::info!(client_id = %session.id.client_id, filter, "refused subscription to {filter}");
@@ -636,9 +692,9 @@ impl EngineHandler {
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
-                let identity = Self::identity(session).await;
+                let identity = self.identity(session).await;
                 let topic: &str = &publish.topic;
-                let result = if identity.may_use(topic) {
+                let result = if identity.may_publish(&topic_escape::to_wire(topic)) {
                     PublishAclResult::allow()
                 } else {
                     // AWS IoT disconnects a client that publishes where its policy does not
@@ -654,8 +710,8 @@ impl EngineHandler {
                     // rmqtt runs this hook before its publish ACL, so the check is made here
                     // too: a request for another thing is not handled (and the ACL hook then
                     // disconnects the client).
-                    let identity = Self::identity(session).await;
-                    if identity.may_use(topic) {
+                    let identity = self.identity(session).await;
+                    if identity.may_publish(topic) {
                         self.hooks
                             .handle(&identity, topic, publish.payload.clone())
                             .await;
@@ -751,15 +807,15 @@ mod tests {
     #[test]
     fn a_thing_uses_only_its_own_topics() {
         let thing = Identity::Thing("a".into());
-        assert!(thing.may_use("$aws/things/a/jobs/get"));
-        assert!(thing.may_use("$aws/things/a/jobs/+/update/accepted"));
-        assert!(!thing.may_use("$aws/things/ab/jobs/get"));
-        assert!(!thing.may_use("$aws/things/b/jobs/get"));
-        assert!(!thing.may_use("$aws/things/+/jobs/get"));
-        assert!(!thing.may_use("$aws/things/a"));
-        assert!(!thing.may_use("$aws/events/#"));
-        assert!(!thing.may_use("#"));
-        assert!(Identity::Service.may_use("$aws/events/#"));
+        assert!(thing.may_publish("$aws/things/a/jobs/get"));
+        assert!(thing.may_subscribe("$aws/things/a/jobs/+/update/accepted"));
+        assert!(!thing.may_publish("$aws/things/ab/jobs/get"));
+        assert!(!thing.may_publish("$aws/things/b/jobs/get"));
+        assert!(!thing.may_subscribe("$aws/things/+/jobs/get"));
+        assert!(!thing.may_publish("$aws/things/a"));
+        assert!(!thing.may_subscribe("$aws/events/#"));
+        assert!(!thing.may_subscribe("#"));
+        assert!(Identity::Service.may_subscribe("$aws/events/#"));
     }
 
     #[test]

@@ -45,6 +45,10 @@ impl From<CertificateError> for AwsError {
             CertificateError::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
             CertificateError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
             CertificateError::State(_) => (StatusCode::NOT_ACCEPTABLE, "CertificateStateException"),
+            CertificateError::Malformed(_) => (StatusCode::BAD_REQUEST, "MalformedPolicyException"),
+            CertificateError::AlreadyExists(_) => {
+                (StatusCode::CONFLICT, "ResourceAlreadyExistsException")
+            }
             CertificateError::DeleteConflict(_) => {
                 (StatusCode::CONFLICT, "DeleteConflictException")
             }
@@ -192,9 +196,8 @@ async fn delete_certificate(
     Path(certificate_id): Path<String>,
     Query(query): Query<QueryMap>,
 ) -> Result<Json<Value>, AwsError> {
-    // Validated for the caller's sake; it changes nothing here (see `Certificates::delete`).
-    query_bool(&query, "forceDelete")?;
-    state.certificates.delete(&certificate_id).await?;
+    let force = query_bool(&query, "forceDelete")?.unwrap_or(false);
+    state.certificates.delete(&certificate_id, force).await?;
     Ok(Json(json!({})))
 }
 

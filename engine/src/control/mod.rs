@@ -13,6 +13,7 @@ mod event_config;
 mod executions;
 mod groups;
 mod jobs;
+mod policies;
 mod sigv4;
 mod templates;
 mod things;
@@ -39,6 +40,7 @@ pub struct ControlState {
     pub jobs: Arc<Jobs>,
     pub config: Arc<EngineConfig>,
     pub certificates: Arc<crate::certificates::Certificates>,
+    pub policies: crate::policies::Policies,
     pub endpoints: Endpoints,
 }
 
@@ -59,6 +61,7 @@ pub fn router(state: ControlState) -> Router {
         .merge(executions::router())
         .merge(event_config::router())
         .merge(certificates::router())
+        .merge(policies::router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -295,7 +298,14 @@ mod tests {
         )
         .expect("an in-memory certificate authority");
         let state = ControlState {
-            jobs: Arc::new(Jobs::new(pool, config.clone(), Broker::new())),
+            jobs: Arc::new(Jobs::new(pool.clone(), config.clone(), Broker::new())),
+            policies: crate::policies::Policies::new(
+                pool,
+                crate::model::Arns {
+                    region: config.region.clone(),
+                    account_id: config.account_id.clone(),
+                },
+            ),
             config,
             certificates: Arc::new(certificates),
             endpoints: Endpoints::default(),

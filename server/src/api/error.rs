@@ -124,3 +124,47 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The error answers every API operation may give, for the OpenAPI document: each is an
+/// [`ErrorBody`] whose `code` goes with the status.
+impl utoipa::IntoResponses for ApiError {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        [
+            ("404", "`not_found`: no such job, template, thing or group"),
+            (
+                "409",
+                "`conflict`: the resource exists already or its state forbids the change",
+            ),
+            (
+                "422",
+                "`invalid_request`: malformed or invalid input; `fields` says what to fix",
+            ),
+            (
+                "500",
+                "`internal`: the server failed (the cause is in its log)",
+            ),
+            (
+                "502",
+                "`upstream`: AWS IoT failed or throttled the call; try again",
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build();
+            (status.to_owned(), response.into())
+        })
+        .collect()
+    }
+}

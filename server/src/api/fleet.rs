@@ -81,7 +81,14 @@ fn attribute_filters(
 
 /// `GET /things`: ListThings with the first attribute filter applied by IoT and the name
 /// prefix and any further attributes applied here, page by page.
-async fn list_things(
+#[utoipa::path(get, path = "/api/v1/things", tag = "fleet",
+    params(("name_prefix" = Option<String>, Query, description = "Only names that start with this"),
+        ("attr.{name}" = Option<String>, Query,
+            description = "Only things whose attribute `name` has this value; repeatable with other names"),
+        ("limit" = Option<i32>, Query, description = "1-250; 50 when absent"),
+        ("next_token" = Option<String>, Query, description = "The previous page's `next_token`")),
+    responses((status = 200, description = "A page of things", body = ThingList), ApiError))]
+pub(super) async fn list_things(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ThingList>, ApiError> {
@@ -136,7 +143,10 @@ async fn list_things(
 }
 
 /// `GET /things/{name}`: DescribeThing, its groups and its job executions.
-async fn thing_detail(
+#[utoipa::path(get, path = "/api/v1/things/{thing_name}", tag = "fleet",
+    params(("thing_name" = String, Path, description = "The thing")),
+    responses((status = 200, description = "The thing", body = ThingDetail), ApiError))]
+pub(super) async fn thing_detail(
     State(state): State<AppState>,
     Path(thing_name): Path<String>,
 ) -> Result<Json<ThingDetail>, ApiError> {
@@ -227,7 +237,11 @@ async fn member_count(state: &AppState, group: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /thing-groups`: a page of ListThingGroups, each with its member count.
-async fn list_groups(
+#[utoipa::path(get, path = "/api/v1/thing-groups", tag = "fleet",
+    params(("name_prefix" = Option<String>, Query, description = "Only names that start with this"), ("limit" = Option<i32>, Query, description = "1-250; 50 when absent"),
+        ("next_token" = Option<String>, Query, description = "The previous page's `next_token`")),
+    responses((status = 200, description = "A page of thing groups", body = ThingGroupList), ApiError))]
+pub(super) async fn list_groups(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ThingGroupList>, ApiError> {
@@ -270,7 +284,11 @@ async fn list_groups(
 }
 
 /// `GET /thing-groups/{name}`: DescribeThingGroup and a page of its members.
-async fn group_detail(
+#[utoipa::path(get, path = "/api/v1/thing-groups/{group_name}", tag = "fleet",
+    params(("group_name" = String, Path, description = "The thing group"), ("limit" = Option<i32>, Query, description = "1-250; 50 when absent"),
+        ("next_token" = Option<String>, Query, description = "The previous page's `next_token`")),
+    responses((status = 200, description = "The group and a page of its members", body = ThingGroupDetail), ApiError))]
+pub(super) async fn group_detail(
     State(state): State<AppState>,
     Path(group_name): Path<String>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,

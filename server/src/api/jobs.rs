@@ -197,7 +197,11 @@ async fn create_job(state: &AppState, job: NewJob) -> Result<(), IotError> {
     Ok(())
 }
 
-async fn create(
+/// Creates a job from a raw document or a template, with every AWS job option; everything is
+/// validated (with field messages) before anything reaches AWS IoT.
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "create_job", tag = "jobs", request_body = CreateJob,
+    responses((status = 201, description = "The job as created", body = JobDetail), ApiError))]
+pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
@@ -230,7 +234,11 @@ async fn refreshed(state: &AppState, job_id: &str) -> Result<JobDetail, ApiError
         .ok_or_else(|| ApiError::NotFound(format!("no job {job_id:?}")))
 }
 
-async fn cancel(
+/// Cancels a job (CancelJob); `force` also cancels IN_PROGRESS executions.
+#[utoipa::path(post, path = "/api/v1/jobs/{job_id}/cancel", operation_id = "cancel_job", tag = "jobs", params(("job_id" = String, Path, description = "The job id")),
+    request_body = CancelJob,
+    responses((status = 200, description = "The job after the change", body = JobDetail), ApiError))]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
     ApiJson(request): ApiJson<CancelJob>,
@@ -261,13 +269,18 @@ async fn cancel(
     Ok(Json(refreshed(&state, &job_id).await?))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct DeleteQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeleteQuery {
+    /// Delete even a job whose executions are IN_PROGRESS.
     #[serde(default)]
     force: bool,
 }
 
-async fn delete(
+/// Deletes a job (DeleteJob); `force` also deletes one with IN_PROGRESS executions.
+#[utoipa::path(delete, path = "/api/v1/jobs/{job_id}", operation_id = "delete_job", tag = "jobs", params(("job_id" = String, Path, description = "The job id"), DeleteQuery),
+    responses((status = 204, description = "Deleted"), ApiError))]
+pub(super) async fn delete(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
     ApiQuery(query): ApiQuery<DeleteQuery>,
@@ -277,15 +290,21 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ListQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// IN_PROGRESS, CANCELED, COMPLETED, DELETION_IN_PROGRESS or SCHEDULED.
     status: Option<String>,
+    /// Jobs that target this thing group.
     thing_group: Option<String>,
+    /// 1-500; 100 when absent.
     limit: Option<i64>,
 }
 
 /// `GET /jobs?status=&thing_group=&limit=`: newest first.
-async fn list(
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, description = "Jobs, newest first", body = JobList), ApiError))]
+pub(super) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
@@ -316,7 +335,10 @@ async fn list(
     }))
 }
 
-async fn detail(
+/// A job with its counts and the executions of its devices, from the projection.
+#[utoipa::path(get, path = "/api/v1/jobs/{job_id}", operation_id = "job_detail", tag = "jobs", params(("job_id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "The job", body = JobDetail), ApiError))]
+pub(super) async fn detail(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
@@ -340,15 +362,23 @@ const EXECUTION_STATUSES: [&str; 8] = [
     "CANCELED",
 ];
 
-#[derive(Debug, serde::Deserialize)]
-struct ExecutionsQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ExecutionsQuery {
+    /// One execution status: QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, TIMED_OUT, REJECTED,
+    /// REMOVED or CANCELED.
     status: Option<String>,
+    /// The previous page's `next_after`.
     after: Option<String>,
+    /// 1-1000; 100 when absent.
     limit: Option<i64>,
 }
 
 /// `GET /jobs/{id}/executions?status=&after=&limit=`: a keyset page of the projection.
-async fn executions(
+#[utoipa::path(get, path = "/api/v1/jobs/{job_id}/executions", operation_id = "job_executions", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job id"), ExecutionsQuery),
+    responses((status = 200, description = "A page of executions", body = ExecutionPage), ApiError))]
+pub(super) async fn executions(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
@@ -396,7 +426,10 @@ async fn executions(
 
 /// `POST /jobs/{id}/executions/{thing}/cancel`: CancelJobExecution; `force` also stops an
 /// IN_PROGRESS one.
-async fn cancel_execution(
+#[utoipa::path(post, path = "/api/v1/jobs/{job_id}/executions/{thing_name}/cancel",
+    tag = "jobs", params(("job_id" = String, Path, description = "The job id"), ("thing_name" = String, Path, description = "The thing whose execution")), request_body = CancelExecution,
+    responses((status = 200, description = "The job after the change", body = JobDetail), ApiError))]
+pub(super) async fn cancel_execution(
     State(state): State<AppState>,
     Path((job_id, thing_name)): Path<(String, String)>,
     ApiJson(request): ApiJson<CancelExecution>,
@@ -436,7 +469,13 @@ pub(super) fn retry_job_id(job_id: &str, thing_name: &str, execution_number: i64
 
 /// `POST /jobs/{id}/executions/{thing}/retry`: a follow-up job for that one thing with the
 /// job's document. Only a finished execution that did not succeed can be retried.
-async fn retry_execution(
+#[utoipa::path(post, path = "/api/v1/jobs/{job_id}/executions/{thing_name}/retry",
+    tag = "jobs", params(("job_id" = String, Path, description = "The job id"), ("thing_name" = String, Path, description = "The thing whose execution")),
+    responses(
+        (status = 201, description = "The follow-up job was created", body = RetriedExecution),
+        (status = 200, description = "The follow-up job existed already", body = RetriedExecution),
+        ApiError))]
+pub(super) async fn retry_execution(
     State(state): State<AppState>,
     Path((job_id, thing_name)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<RetriedExecution>), ApiError> {

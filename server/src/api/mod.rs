@@ -6,11 +6,13 @@
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - `GET /audit`: the audit log.
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
 mod error;
 mod fleet;
 mod job_options;
 mod jobs;
+pub mod openapi;
 mod projection_reads;
 mod templates;
 
@@ -35,6 +37,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(fleet::router())
         .merge(templates::router())
         .route("/audit", get(audit))
+        .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(
             state.pool.clone(),
@@ -85,6 +88,8 @@ pub(crate) fn valid_id(id: &str) -> bool {
 
 /// `GET /audit`: the audit log, newest first, filtered by action, target prefix, outcome,
 /// actor and time.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "A page of the audit log", body = AuditPage), ApiError))]
 async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,

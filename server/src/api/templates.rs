@@ -404,7 +404,10 @@ async fn save_version(
     Ok(Some(version))
 }
 
-async fn create(
+/// Creates a template (version 1).
+#[utoipa::path(post, path = "/api/v1/templates", operation_id = "create_template", tag = "templates", request_body = SaveTemplate,
+    responses((status = 201, description = "The template", body = Template), ApiError))]
+pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SaveTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
@@ -437,7 +440,11 @@ async fn create(
     ))
 }
 
-async fn update(
+/// Saves a new version of a template.
+#[utoipa::path(put, path = "/api/v1/templates/{template_id}", operation_id = "update_template", tag = "templates", params(("template_id" = String, Path, description = "The template")),
+    request_body = SaveTemplate,
+    responses((status = 200, description = "The new version", body = Template), ApiError))]
+pub(super) async fn update(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
     ApiJson(request): ApiJson<SaveTemplate>,
@@ -466,12 +473,18 @@ async fn update(
     Ok(Json(load(&state.pool, &template_id, None).await?))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct VersionQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct VersionQuery {
+    /// The version; the latest when absent.
     version: Option<i32>,
 }
 
-async fn read(
+/// One version of a template (the latest by default).
+#[utoipa::path(get, path = "/api/v1/templates/{template_id}", operation_id = "read_template", tag = "templates",
+    params(("template_id" = String, Path, description = "The template"), VersionQuery),
+    responses((status = 200, description = "The template", body = Template), ApiError))]
+pub(super) async fn read(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
     ApiQuery(query): ApiQuery<VersionQuery>,
@@ -479,7 +492,10 @@ async fn read(
     Ok(Json(load(&state.pool, &template_id, query.version).await?))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
+/// The latest version of every template.
+#[utoipa::path(get, path = "/api/v1/templates", operation_id = "list_templates", tag = "templates",
+    responses((status = 200, description = "Every template", body = TemplateList), ApiError))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
         "{SELECT_VERSION} where v.version = t.latest_version order by t.template_id"
     ))
@@ -490,7 +506,11 @@ async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiEr
     }))
 }
 
-async fn versions(
+/// Every version of a template, newest first.
+#[utoipa::path(get, path = "/api/v1/templates/{template_id}/versions", operation_id = "template_versions", tag = "templates",
+    params(("template_id" = String, Path, description = "The template")),
+    responses((status = 200, description = "The versions", body = TemplateList), ApiError))]
+pub(super) async fn versions(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
 ) -> Result<Json<TemplateList>, ApiError> {
@@ -508,7 +528,10 @@ async fn versions(
     }))
 }
 
-async fn delete(
+/// Deletes a template with all its versions.
+#[utoipa::path(delete, path = "/api/v1/templates/{template_id}", operation_id = "delete_template", tag = "templates", params(("template_id" = String, Path, description = "The template")),
+    responses((status = 204, description = "Deleted"), ApiError))]
+pub(super) async fn delete(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -522,7 +545,11 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn preview(
+/// Renders a version with parameter values, validating them.
+#[utoipa::path(post, path = "/api/v1/templates/{template_id}/preview", operation_id = "preview_template", tag = "templates",
+    params(("template_id" = String, Path, description = "The template")), request_body = PreviewTemplate,
+    responses((status = 200, description = "The rendered document", body = RenderedTemplate), ApiError))]
+pub(super) async fn preview(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
     ApiJson(request): ApiJson<PreviewTemplate>,
@@ -541,7 +568,9 @@ async fn preview(
 
 /// Imports every AWS managed template as a template of source `aws_managed`, named like
 /// AWS names it. Importing again adds a version only where AWS's content changed.
-async fn import_managed(
+#[utoipa::path(post, path = "/api/v1/templates/import-managed", operation_id = "import_managed_templates", tag = "templates",
+    responses((status = 200, description = "What was imported", body = ImportedTemplates), ApiError))]
+pub(super) async fn import_managed(
     State(state): State<AppState>,
 ) -> Result<Json<ImportedTemplates>, ApiError> {
     let iot = state.iot.sdk();
@@ -618,7 +647,10 @@ async fn import_managed(
 /// Syncs a version to AWS as a job template (CreateJobTemplate), with the parameters' defaults
 /// filled in (AWS's own templates take no parameters). Its AWS id is
 /// `{template_id}-v{version}`, so syncing twice is refused by AWS as a conflict.
-async fn sync(
+#[utoipa::path(post, path = "/api/v1/templates/{template_id}/sync", operation_id = "sync_template", tag = "templates",
+    params(("template_id" = String, Path, description = "The template"), VersionQuery),
+    responses((status = 200, description = "The version, with its AWS job template id", body = Template), ApiError))]
+pub(super) async fn sync(
     State(state): State<AppState>,
     Path(template_id): Path<String>,
     ApiQuery(query): ApiQuery<VersionQuery>,

@@ -1,8 +1,12 @@
 //! The event feeds of the projection: an MQTT subscriber on AWS's `$aws/events/job/#` and
-//! `$aws/events/jobExecution/#` and on the engine's extension topic
+//! `$aws/events/jobExecution/#` and, in local mode, on the engine's extension topic
 //! `flotilla/events/jobExecution/#` (QUEUED and IN_PROGRESS changes with executionNumber,
 //! versionNumber and statusDetails, which AWS does not publish), and the ingestor that applies
 //! what it hears in batches.
+//!
+//! In local mode the subscriber logs in to the engine's broker as its service identity; in AWS
+//! mode it connects to the account's IoT data endpoint with a client certificate (mutual TLS)
+//! whose IoT policy lets it connect and read the event topics (`docs/aws-mode.md`).
 //!
 //! Events may be duplicated, reordered or lost: the [`super::rules`] absorb the first two,
 //! reconciliation heals the third, and whatever the rules cannot place is sent to
@@ -20,23 +24,79 @@ use tokio_util::sync::CancellationToken;
 use super::{ExecutionObservation, JobObservation, Observation, Projection, Source};
 use crate::ops::Metrics;
 
-/// The topic filters the subscriber listens on.
-pub const TOPIC_FILTERS: [&str; 3] = [
-    "$aws/events/job/#",
-    "$aws/events/jobExecution/#",
-    "flotilla/events/jobExecution/#",
-];
+/// AWS IoT's job and job-execution event topics.
+pub const AWS_TOPIC_FILTERS: [&str; 2] = ["$aws/events/job/#", "$aws/events/jobExecution/#"];
+
+/// The engine's extension topic (QUEUED and IN_PROGRESS changes), which only local mode reads.
+pub const EXTENSION_TOPIC_FILTER: &str = "flotilla/events/jobExecution/#";
+
+/// The first wait before reconnecting, and the longest.
+const RECONNECT_MIN: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
 
 /// The most observations one transaction applies.
 const MAX_BATCH: usize = 1000;
 
-/// Where the job-event subscriber connects, and as whom.
+/// Where the job-event subscriber connects, as whom, and what it subscribes to.
 #[derive(Debug, Clone)]
 pub struct EventSource {
     pub host: String,
     pub port: u16,
-    pub username: String,
-    pub password: String,
+    /// The client id is this and a random suffix, so replicas never take each other's session.
+    pub client_id_prefix: String,
+    pub login: Login,
+    pub filters: Vec<String>,
+}
+
+/// How the subscriber proves who it is.
+#[derive(Clone)]
+pub enum Login {
+    /// A username and password: the embedded engine's service identity.
+    Password { username: String, password: String },
+    /// Mutual TLS with a client certificate, as AWS IoT Core requires: the configuration holds
+    /// the CA to trust and the certificate and key to present.
+    Certificate(Arc<rustls::ClientConfig>),
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Self::Certificate(_) => f.write_str("Certificate"),
+        }
+    }
+}
+
+impl EventSource {
+    fn options(&self) -> MqttOptions {
+        let client_id = format!(
+            "{}{}",
+            self.client_id_prefix,
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        match &self.login {
+            Login::Password { username, password } => {
+                options.set_credentials(username.clone(), password.clone());
+            }
+            Login::Certificate(tls) => {
+                let mut tls = tls.as_ref().clone();
+                // AWS IoT serves MQTT over TLS on 443 only to clients that ask for it by ALPN.
+                if self.port == 443 {
+                    tls.alpn_protocols = vec![b"x-amzn-mqtt-ca".to_vec()];
+                }
+                options.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+                ));
+            }
+        }
+        options
+    }
 }
 
 /// Why an event could not be read.
@@ -129,20 +189,19 @@ pub fn parse_event(topic: &str, payload: &[u8]) -> Result<Observation, EventErro
     }))
 }
 
-/// Subscribes to [`TOPIC_FILTERS`] and sends every event read to `ingest`. Reconnects
-/// forever; reconciliation covers whatever is missed meanwhile.
+/// Subscribes to the source's filters and sends every event read to `ingest`. Reconnects
+/// forever, waiting longer after each failed attempt (1 s doubling to 60 s, with jitter);
+/// reconciliation covers whatever is missed meanwhile.
 pub async fn run_event_subscriber(
     source: EventSource,
     ingest: mpsc::Sender<Observation>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let client_id = format!("flotilla-server-{}", uuid::Uuid::new_v4().simple());
-    let mut options = MqttOptions::new(client_id, source.host, source.port);
-    options.set_credentials(source.username, source.password);
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(256 * 1024, 256 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(source.options(), 64);
+    let mut backoff = RECONNECT_MIN;
+    // Filters acknowledged since the last CONNACK, and whether any was refused.
+    let (mut granted, mut refused) = (0, false);
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -150,11 +209,29 @@ pub async fn run_event_subscriber(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                for filter in TOPIC_FILTERS {
+                tracing::info!(host = %source.host, port = source.port, "event subscriber connected to {}:{}", source.host, source.port);
+                backoff = RECONNECT_MIN;
+                (granted, refused) = (0, false);
+                for filter in &source.filters {
                     if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
                         tracing::warn!(%error, "subscribing to {filter} failed: {error}");
                     }
                 }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                granted += ack.return_codes.len();
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    refused = true;
+                    tracing::warn!(
+                        "the broker refused an event subscription; check that the IoT policy allows iot:Subscribe and iot:Receive on {:?}",
+                        source.filters
+                    );
+                }
+                metrics.set_event_subscriber_up(!refused && granted == source.filters.len());
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 match parse_event(&publish.topic, &publish.payload) {
@@ -171,10 +248,13 @@ pub async fn run_event_subscriber(
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::debug!(%error, "event subscriber disconnected: {error}");
+                metrics.set_event_subscriber_up(false);
+                let wait = backoff.mul_f64(rand::random_range(0.5..1.0));
+                tracing::warn!(%error, host = %source.host, port = source.port, "event subscriber disconnected from {}:{}: {error}; reconnecting in {wait:?}", source.host, source.port);
+                backoff = (backoff * 2).min(RECONNECT_MAX);
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -20,15 +20,16 @@ pub fn execution_rank(status: &str) -> u8 {
 }
 
 /// How far along its lifecycle a job status is. Jobs never go back (a continuous job stays
-/// IN_PROGRESS until canceled).
+/// IN_PROGRESS until canceled). A status this version does not know ranks lowest: ranked
+/// highest, one odd answer (moto reports a new job as `QUEUED`) would freeze the job for good.
 pub fn job_rank(status: &str) -> u8 {
     match status {
-        "SCHEDULED" => 0,
-        "IN_PROGRESS" => 1,
-        "CANCELLATION_IN_PROGRESS" => 2,
-        "DELETION_IN_PROGRESS" => 3,
-        "COMPLETED" | "CANCELED" => 4,
-        _ => 5,
+        "SCHEDULED" => 1,
+        "IN_PROGRESS" => 2,
+        "CANCELLATION_IN_PROGRESS" => 3,
+        "DELETION_IN_PROGRESS" => 4,
+        "COMPLETED" | "CANCELED" => 5,
+        _ => 0,
     }
 }
 
@@ -227,5 +228,12 @@ mod tests {
         assert_eq!(decide(Some(&retried), event(1_000)), Decision::Ambiguous);
         // After: about the current attempt.
         assert_eq!(decide(Some(&retried), event(1_001)), APPLY);
+    }
+
+    #[test]
+    fn an_unknown_job_status_never_blocks_a_known_one() {
+        assert!(job_rank("QUEUED") < job_rank("SCHEDULED"));
+        assert!(job_rank("QUEUED") < job_rank("CANCELED"));
+        assert!(job_rank("IN_PROGRESS") < job_rank("COMPLETED"));
     }
 }

@@ -828,3 +828,217 @@ async fn certificate_operations_follow_the_aws_model() {
     assert_eq!(code(other_endpoint), "InvalidRequestException");
     engine.stop().await;
 }
+
+/// The event reader's IoT policy, as docs/aws-mode.md gives it for AWS, for this engine's
+/// region and account.
+pub(crate) const EVENT_READER_POLICY: &str = r#"{
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect",
+         "Resource": "arn:aws:iot:us-east-1:000000000000:client/flotilla-server-*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": ["arn:aws:iot:us-east-1:000000000000:topicfilter/$aws/events/job/*",
+                      "arn:aws:iot:us-east-1:000000000000:topicfilter/$aws/events/jobExecution/*"]},
+        {"Effect": "Allow", "Action": "iot:Receive",
+         "Resource": ["arn:aws:iot:us-east-1:000000000000:topic/$aws/events/job/*",
+                      "arn:aws:iot:us-east-1:000000000000:topic/$aws/events/jobExecution/*"]}
+    ]
+}"#;
+
+/// A certificate with the event-reader policy attached (CreatePolicy, AttachPolicy), and the
+/// files a client needs to connect with it: (CA, certificate, key).
+pub(crate) async fn event_reader(engine: &TestEngine) -> (PathBuf, PathBuf, PathBuf) {
+    let credentials = new_certificate(engine).await;
+    let policy = format!("event-reader-{}", &credentials.certificate_id[..8]);
+    engine
+        .iot
+        .create_policy()
+        .policy_name(&policy)
+        .policy_document(EVENT_READER_POLICY)
+        .send()
+        .await
+        .expect("CreatePolicy");
+    engine
+        .iot
+        .attach_policy()
+        .policy_name(&policy)
+        .target(&credentials.certificate_arn)
+        .send()
+        .await
+        .expect("AttachPolicy");
+    let (_folder, env) = credential_files(engine, &credentials);
+    let file = |name: &str| {
+        PathBuf::from(
+            &env.iter()
+                .find(|(n, _)| *n == name)
+                .expect("a credential file")
+                .1,
+        )
+    };
+    (
+        file("FLOTILLA_ROOT_CA"),
+        file("FLOTILLA_CERTIFICATE"),
+        file("FLOTILLA_PRIVATE_KEY"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_with_an_event_reader_policy_reads_job_events_and_nothing_else() {
+    let engine = TestEngine::start().await;
+    let credentials = new_certificate(&engine).await;
+    let iot = &engine.iot;
+
+    // A malformed policy is refused with AWS's error.
+    let malformed = iot
+        .create_policy()
+        .policy_name("broken")
+        .policy_document(r#"{"Statement": {"Effect": "Perhaps"}}"#)
+        .send()
+        .await;
+    assert_eq!(code(malformed), "MalformedPolicyException");
+
+    iot.create_policy()
+        .policy_name("event-reader")
+        .policy_document(EVENT_READER_POLICY)
+        .send()
+        .await
+        .expect("CreatePolicy");
+    let got = iot
+        .get_policy()
+        .policy_name("event-reader")
+        .send()
+        .await
+        .expect("GetPolicy");
+    assert_eq!(got.policy_document(), Some(EVENT_READER_POLICY));
+    assert_eq!(
+        got.policy_arn(),
+        Some("arn:aws:iot:us-east-1:000000000000:policy/event-reader")
+    );
+
+    // Without a policy, and attached to no thing, the certificate admits nobody.
+    assert_refused(
+        connect(options(
+            &engine,
+            "flotilla-server-1",
+            &credentials.certificate_pem,
+            &credentials.private_key_pem,
+        ))
+        .await,
+        "a certificate without policy or thing",
+    );
+
+    iot.attach_policy()
+        .policy_name("event-reader")
+        .target(&credentials.certificate_arn)
+        .send()
+        .await
+        .expect("AttachPolicy");
+    let attached = iot
+        .list_attached_policies()
+        .target(&credentials.certificate_arn)
+        .send()
+        .await
+        .expect("ListAttachedPolicies");
+    let names: Vec<&str> = attached
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    assert_eq!(names, ["event-reader"]);
+
+    // Only the client ids the policy names may connect.
+    assert_refused(
+        connect(options(
+            &engine,
+            "someone-else",
+            &credentials.certificate_pem,
+            &credentials.private_key_pem,
+        ))
+        .await,
+        "a client id the policy does not allow",
+    );
+    let (client, mut events) = connect(options(
+        &engine,
+        "flotilla-server-1",
+        &credentials.certificate_pem,
+        &credentials.private_key_pem,
+    ))
+    .await
+    .expect("the event reader connects");
+    client
+        .subscribe_many([
+            SubscribeFilter::new("$aws/events/job/#".into(), QoS::AtLeastOnce),
+            SubscribeFilter::new("$aws/events/jobExecution/#".into(), QoS::AtLeastOnce),
+            SubscribeFilter::new("$aws/events/presence/#".into(), QoS::AtLeastOnce),
+            SubscribeFilter::new("$aws/things/+/jobs/notify".into(), QoS::AtLeastOnce),
+        ])
+        .await
+        .expect("subscribing");
+    let codes = next(&mut events, |p| match p {
+        Packet::SubAck(ack) => Some(ack.return_codes),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        codes,
+        [
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Failure,
+        ]
+    );
+
+    // Job events reach it.
+    create_thing(&engine, "policy-t").await;
+    engine
+        .create_job("policy-job", r#"{"op":"x"}"#, &["policy-t"])
+        .await;
+    iot.cancel_job()
+        .job_id("policy-job")
+        .send()
+        .await
+        .expect("CancelJob");
+    let topic = next(&mut events, |p| match p {
+        Packet::Publish(p) if p.topic.starts_with("$aws/events/job/policy-job/") => Some(p.topic),
+        _ => None,
+    })
+    .await;
+    assert_eq!(topic, "$aws/events/job/policy-job/canceled");
+
+    // A policy in use cannot be deleted, nor its certificate without forceDelete.
+    let in_use = iot.delete_policy().policy_name("event-reader").send().await;
+    assert_eq!(code(in_use), "DeleteConflictException");
+
+    // Publishing where the policy does not allow ends the connection.
+    client
+        .publish(
+            "$aws/events/job/forged/completed",
+            QoS::AtLeastOnce,
+            false,
+            "{}",
+        )
+        .await
+        .expect("publishing");
+    until_disconnected(&mut events).await;
+    set_status(&engine, &credentials, CertificateStatus::Inactive).await;
+    let deleting = iot
+        .delete_certificate()
+        .certificate_id(&credentials.certificate_id)
+        .send()
+        .await;
+    assert_eq!(code(deleting), "DeleteConflictException");
+
+    iot.detach_policy()
+        .policy_name("event-reader")
+        .target(&credentials.certificate_arn)
+        .send()
+        .await
+        .expect("DetachPolicy");
+    iot.delete_policy()
+        .policy_name("event-reader")
+        .send()
+        .await
+        .expect("DeletePolicy");
+    engine.stop().await;
+}

@@ -310,20 +310,20 @@ async fn reconciliation_heals_an_event_that_never_arrived() {
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone)]
-struct SseEvent {
-    id: i64,
-    event: String,
-    data: Value,
+pub(crate) struct SseEvent {
+    pub(crate) id: i64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// A connected `/api/v1/stream` client.
-struct SseClient {
+pub(crate) struct SseClient {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl SseClient {
-    async fn connect(base: &str, query: &str, last_event_id: Option<i64>) -> Self {
+    pub(crate) async fn connect(base: &str, query: &str, last_event_id: Option<i64>) -> Self {
         let mut request = reqwest::Client::new().get(format!("{base}/api/v1/stream{query}"));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
@@ -377,7 +377,7 @@ impl SseClient {
     }
 
     /// Events until one satisfies `until` (included).
-    async fn until(&mut self, until: impl Fn(&SseEvent) -> bool) -> Vec<SseEvent> {
+    pub(crate) async fn until(&mut self, until: impl Fn(&SseEvent) -> bool) -> Vec<SseEvent> {
         let mut seen = Vec::new();
         loop {
             let event = self.next(Duration::from_secs(20)).await;
@@ -556,6 +556,8 @@ async fn readiness_and_metrics_report_the_server() {
         listen: loopback,
         iot: IotMode::Aws {
             iot_endpoint: Some(dead_endpoint),
+            events: None,
+            credentials: None,
         },
         region: "us-east-1".into(),
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
