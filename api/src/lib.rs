@@ -24,6 +24,7 @@ pub use templates::{
     ImportedTemplates, PreviewTemplate, RenderedTemplate, SaveTemplate, Template, TemplateList,
     TemplateParameter,
 };
+pub mod artifacts;
 pub mod install;
 pub mod stream;
 

@@ -2,7 +2,7 @@
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
-//! - `bench simulate | engine | server`: the benchmarks; figures go to `docs/benchmarks.md`.
+//! - `bench simulate | engine | server | artifacts`: the benchmarks; figures go to `docs/benchmarks.md`.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
@@ -30,7 +30,9 @@ fn main() -> Result<()> {
             frontend::build(&workspace_root())
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate|engine|server>");
+            eprintln!(
+                "usage: cargo xtask <demo | ci | frontend | bench simulate|engine|server|artifacts>"
+            );
             std::process::exit(2);
         }
     }

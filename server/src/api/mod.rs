@@ -5,8 +5,10 @@
 //!   cancel and delete jobs; page, cancel and retry their executions.
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
+//! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - `GET /audit`: the audit log.
 
+mod artifacts;
 mod error;
 mod fleet;
 mod job_options;
@@ -34,6 +36,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::router())
         .merge(fleet::router())
         .merge(templates::router())
+        .merge(artifacts::router())
         .route("/audit", get(audit))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(

@@ -7,6 +7,7 @@ mod api_fleet;
 mod api_jobs;
 mod api_support;
 mod api_templates;
+mod artifacts;
 mod broker_tls;
 mod device_isolation;
 mod engine_api;
