@@ -202,12 +202,23 @@ async fn wait_for_status(
     job_id: &str,
     status: JobExecutionStatus,
 ) -> HashMap<String, String> {
+    wait_for_execution(&engine.iot, thing, job_id, status, Duration::from_secs(60)).await
+}
+
+/// The execution, read through `iot`, once it has `status`, with its statusDetails; fails
+/// the test when it ends in another status or `timeout` passes.
+pub(crate) async fn wait_for_execution(
+    iot: &aws_sdk_iot::Client,
+    thing: &str,
+    job_id: &str,
+    status: JobExecutionStatus,
+    timeout: Duration,
+) -> HashMap<String, String> {
     eventually(
         &format!("{job_id} on {thing} is {status:?}"),
-        Duration::from_secs(60),
+        timeout,
         || async {
-            let execution = engine
-                .iot
+            let execution = iot
                 .describe_job_execution()
                 .thing_name(thing)
                 .job_id(job_id)

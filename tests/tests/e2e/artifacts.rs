@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::agent::{AgentProcess, Scratch};
+use crate::agent::{AgentProcess, Scratch, wait_for_execution};
 use crate::api_support::{delete, get, post};
-use crate::helpers::{TestApp, eventually};
+use crate::helpers::TestApp;
 
 /// Bytes that differ from part to part.
 fn file_of(len: usize) -> Vec<u8> {
@@ -116,45 +116,20 @@ async fn deploy(app: &TestApp, artifact: &Artifact, thing: &str, extra: Value) -
         .to_owned()
 }
 
-/// The execution's statusDetails once it has `status`.
+/// The execution's statusDetails once it has `status` (two minutes: one test waits for a
+/// presigned URL to expire).
 async fn execution_details(
     app: &TestApp,
     thing: &str,
     job_id: &str,
     status: JobExecutionStatus,
 ) -> std::collections::HashMap<String, String> {
-    eventually(
-        &format!("{job_id} on {thing} is {status:?}"),
+    wait_for_execution(
+        &app.server.iot_client,
+        thing,
+        job_id,
+        status,
         Duration::from_secs(120),
-        || async {
-            let execution = app
-                .server
-                .iot_client
-                .describe_job_execution()
-                .thing_name(thing)
-                .job_id(job_id)
-                .send()
-                .await
-                .ok()?
-                .execution?;
-            let current = execution.status()?.clone();
-            assert!(
-                current == status
-                    || matches!(
-                        current,
-                        JobExecutionStatus::Queued | JobExecutionStatus::InProgress
-                    ),
-                "{job_id} ended {current:?} ({:?}), expected {status:?}",
-                execution.status_details()
-            );
-            (current == status).then(|| {
-                execution
-                    .status_details()
-                    .and_then(|d| d.details_map())
-                    .cloned()
-                    .unwrap_or_default()
-            })
-        },
     )
     .await
 }
