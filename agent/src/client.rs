@@ -141,6 +141,25 @@ impl Progress<'_> {
         }
     }
 
+    /// Asks the service for the job document again (DescribeJobExecution with the document):
+    /// its presigned URLs are fresh, which is how a device whose URL expired continues.
+    pub async fn job_document(&self) -> Result<Value> {
+        match self
+            .session
+            .request(
+                &format!("{}/get", self.job_id),
+                json!({ "includeJobDocument": true }),
+            )
+            .await?
+        {
+            Reply::Accepted(body) => body["execution"]
+                .get("jobDocument")
+                .cloned()
+                .context("get accepted without execution.jobDocument"),
+            Reply::Rejected(body) => bail!("get of {} rejected: {body}", self.job_id),
+        }
+    }
+
     /// Fires when the service ends the job (forced cancel, timeout, deletion): stop and clean up.
     pub fn cancelled(&self) -> CancellationToken {
         self.cancel.clone()

@@ -60,6 +60,9 @@ pub struct Device {
     http: reqwest::Client,
 }
 
+/// How many times one download asks for a fresh URL after its URL was refused.
+const URL_RENEWALS: u32 = 3;
+
 /// How a step ended when it did not succeed.
 enum StepError {
     Cancelled,
@@ -130,8 +133,11 @@ impl Device {
             .downloads()
             .join(format!("{}.part", state.job_id));
         self.track(state, &partial);
-        self.download(&seed.files.url, &partial, None, progress)
-            .await?;
+        self.download(&seed.files.url, &partial, None, progress, |doc| match doc {
+            JobDocument::SeedDownload(seed) => Some(seed.files.url),
+            _ => None,
+        })
+        .await?;
         let target = Path::new(&seed.directory);
         move_file(&partial, target).map_err(|e| {
             StepError::Failed(format!(
@@ -160,8 +166,17 @@ impl Device {
             .join(format!("{}.artifact", state.job_id));
         if state.steps_done == 0 {
             self.track(state, &file);
-            self.download(&artifact.url, &file, Some(artifact.size), progress)
-                .await?;
+            self.download(
+                &artifact.url,
+                &file,
+                Some(artifact.size),
+                progress,
+                |doc| match doc {
+                    JobDocument::Install(install) => Some(install.artifact.url),
+                    _ => None,
+                },
+            )
+            .await?;
             let _ = progress.report("verifying", 100).await;
             if let Err(reason) = download::verify(
                 &file,
@@ -349,24 +364,56 @@ impl Device {
         }
     }
 
+    /// Downloads `url` into `target`. When the URL is refused (a presigned URL that expired),
+    /// asks the service for the job document again and continues, from where it stopped,
+    /// with the URL `url_of` finds in it: the service presigns a fresh one on every delivery.
     async fn download(
         &self,
         url: &str,
         target: &Path,
         size: Option<u64>,
         progress: &Progress<'_>,
+        url_of: impl Fn(JobDocument) -> Option<String>,
     ) -> Result<(), StepError> {
-        match download::fetch(&self.http, url, target, size, "downloading", progress).await {
-            Ok(()) => Ok(()),
-            Err(DownloadError::Cancelled) => {
-                let _ = std::fs::remove_file(target);
-                Err(StepError::Cancelled)
+        let mut url = url.to_owned();
+        let mut renewals = 0;
+        let failure = loop {
+            match download::fetch(&self.http, &url, target, size, "downloading", progress).await {
+                Ok(()) => return Ok(()),
+                Err(DownloadError::Cancelled) => break StepError::Cancelled,
+                Err(DownloadError::Failed(reason)) => break StepError::Failed(reason),
+                Err(DownloadError::Forbidden(reason)) if renewals < URL_RENEWALS => {
+                    renewals += 1;
+                    tracing::info!("{reason}; asking for the job document again");
+                    let fresh = progress
+                        .job_document()
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                        .and_then(|doc| documents::parse(&doc))
+                        .map(&url_of);
+                    match fresh {
+                        Ok(Some(fresh)) => url = fresh,
+                        Ok(None) => {
+                            break StepError::Failed(format!(
+                                "{reason}; the job document no longer names the file"
+                            ));
+                        }
+                        Err(error) => {
+                            break StepError::Failed(format!(
+                                "{reason}; asking for a fresh URL failed: {error}"
+                            ));
+                        }
+                    }
+                }
+                Err(DownloadError::Forbidden(reason)) => {
+                    break StepError::Failed(format!(
+                        "{reason}, also with the {URL_RENEWALS} fresh URLs asked for"
+                    ));
+                }
             }
-            Err(DownloadError::Failed(reason)) => {
-                let _ = std::fs::remove_file(target);
-                Err(StepError::Failed(reason))
-            }
-        }
+        };
+        let _ = std::fs::remove_file(target);
+        Err(failure)
     }
 
     /// Runs `argv` (as `user` through `sudo` when given), keeping the tails of its output for

@@ -26,10 +26,14 @@ pub enum DownloadError {
     Cancelled,
     /// It cannot succeed; the string says why.
     Failed(String),
+    /// The URL was refused (HTTP 403: a presigned URL that expired). The partial file stays;
+    /// a fresh URL from the job document continues it.
+    Forbidden(String),
 }
 
 enum Attempt {
     Cancelled,
+    Forbidden(String),
     Transient(String),
     Permanent(String),
 }
@@ -62,6 +66,7 @@ pub async fn fetch(
             Ok(()) => return Ok(()),
             Err(Attempt::Cancelled) => return Err(DownloadError::Cancelled),
             Err(Attempt::Permanent(reason)) => return Err(DownloadError::Failed(reason)),
+            Err(Attempt::Forbidden(reason)) => return Err(DownloadError::Forbidden(reason)),
             Err(Attempt::Transient(reason)) if attempt == ATTEMPTS => {
                 return Err(DownloadError::Failed(format!(
                     "download failed after {ATTEMPTS} attempts: {reason}"
@@ -121,6 +126,11 @@ async fn fetch_once(
         return Err(Attempt::Transient(
             "the partial download did not fit the file".into(),
         ));
+    }
+    if status == StatusCode::FORBIDDEN {
+        return Err(Attempt::Forbidden(format!(
+            "the artifact URL answered HTTP {status} (an expired presigned URL?)"
+        )));
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Err(Attempt::Transient(format!("HTTP {status}")));
@@ -212,8 +222,9 @@ impl Reporter {
     }
 }
 
-/// Checks a downloaded file against the size, SHA-256 (hex) and signature (base64 ECDSA P-256
-/// over the SHA-256, DER or r‖s) a job document gives. The error is the precise reason.
+/// Checks a downloaded file against the size, signature (base64 ECDSA P-256 over the SHA-256,
+/// DER or r‖s) and SHA-256 (hex) a job document gives, in that order. The error is the
+/// precise reason.
 pub fn verify(
     path: &Path,
     size: u64,
@@ -230,13 +241,6 @@ pub fn verify(
         ));
     }
     let digest = sha256_file(path)?;
-    let actual = hex::encode(digest);
-    if !actual.eq_ignore_ascii_case(sha256_hex) {
-        return Err(format!(
-            "sha256 mismatch: the job document gives {}, the download has {actual}",
-            sha256_hex.to_ascii_lowercase()
-        ));
-    }
     use base64::Engine as _;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(signature_base64.trim())
@@ -247,8 +251,19 @@ pub fn verify(
         Signature::from_der(&raw)
     }
     .map_err(|_| "signature is not an ECDSA P-256 signature (DER or 64-byte r||s)".to_owned())?;
-    key.verify_prehash(&digest, &signature)
-        .map_err(|_| "signature mismatch: the artifact is not signed by the trusted key".to_owned())
+    // The signature is checked over what was downloaded: a file changed in the bucket fails
+    // here, whatever digest the document gives.
+    key.verify_prehash(&digest, &signature).map_err(|_| {
+        "signature mismatch: the downloaded artifact is not signed by the trusted key".to_owned()
+    })?;
+    let actual = hex::encode(digest);
+    if !actual.eq_ignore_ascii_case(sha256_hex) {
+        return Err(format!(
+            "sha256 mismatch: the job document gives {}, the download has {actual}",
+            sha256_hex.to_ascii_lowercase()
+        ));
+    }
+    Ok(())
 }
 
 /// The SHA-256 of a file, read in blocks.
@@ -309,6 +324,13 @@ mod tests {
             verify(&path, 11, &"0".repeat(64), &good, trusted)
                 .unwrap_err()
                 .starts_with("sha256 mismatch")
+        );
+        // The file changed after signing (same size): the signature no longer fits it.
+        std::fs::write(&path, b"firmware v3").unwrap();
+        assert!(
+            verify(&path, 11, &hex_digest, &good, trusted)
+                .unwrap_err()
+                .starts_with("signature mismatch")
         );
         let forged: Signature = other.sign_prehash(&digest).unwrap();
         assert!(

@@ -9,7 +9,8 @@
 //!     "url": "https://…/app-2.1.0.tar.gz?X-Amz-…",
 //!     "size": 1048576,
 //!     "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-//!     "signature": "MEUCIQ…"
+//!     "signature": "MEUCIQ…",
+//!     "signatureAlgorithm": "ECDSA_P256_SHA256"
 //!   },
 //!   "install": { "handler": "install-app.sh", "args": ["--restart"] },
 //!   "reboot": false,
@@ -26,6 +27,9 @@ use serde::{Deserialize, Serialize};
 
 /// The `operation` value that marks a Flotilla install document.
 pub const INSTALL_OPERATION: &str = "flotilla.install";
+
+/// The signature algorithm of install documents: ECDSA P-256 over the SHA-256 of the file.
+pub const SIGNATURE_ALGORITHM: &str = "ECDSA_P256_SHA256";
 
 /// The only document version this crate knows.
 pub const INSTALL_DOCUMENT_VERSION: &str = "1.0";
@@ -60,6 +64,9 @@ pub struct Artifact {
     pub sha256: String,
     /// Base64 ECDSA P-256 signature over the file's SHA-256.
     pub signature: String,
+    /// [`SIGNATURE_ALGORITHM`], the only one there is; absent means the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_algorithm: Option<String>,
 }
 
 /// The handler that installs the verified file.
@@ -108,6 +115,13 @@ impl InstallDocument {
         {
             return Err("artifact.signature must be base64".into());
         }
+        if let Some(algorithm) = &self.artifact.signature_algorithm
+            && algorithm != SIGNATURE_ALGORITHM
+        {
+            return Err(format!(
+                "artifact.signatureAlgorithm {algorithm:?} is not supported (only {SIGNATURE_ALGORITHM:?})"
+            ));
+        }
         let handler = &self.install.handler;
         if handler.is_empty()
             || handler.contains('/')
@@ -141,6 +155,7 @@ mod tests {
                 size: 10,
                 sha256: "a".repeat(64),
                 signature: "MEUCIQ==".into(),
+                signature_algorithm: Some(SIGNATURE_ALGORITHM.into()),
             },
             install: InstallStep {
                 handler: "install.sh".into(),
@@ -174,6 +189,9 @@ mod tests {
         let mut doc = document();
         doc.artifact.url = "file:///etc/passwd".into();
         assert!(doc.validate().unwrap_err().contains("artifact.url"));
+        let mut doc = document();
+        doc.artifact.signature_algorithm = Some("RSA".into());
+        assert!(doc.validate().unwrap_err().contains("signatureAlgorithm"));
         let mut doc = document();
         doc.version = "2.0".into();
         assert!(doc.validate().unwrap_err().contains("version"));

@@ -26,6 +26,7 @@ pub use templates::{
     ImportedTemplates, PreviewTemplate, RenderedTemplate, SaveTemplate, Template, TemplateList,
     TemplateParameter,
 };
+pub mod artifacts;
 pub mod install;
 pub mod stream;
 

@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::artifacts::{ArtifactConfig, Artifacts};
 use crate::iot::Iot;
 use crate::ops::Metrics;
 use crate::projection::events::{AWS_TOPIC_FILTERS, EXTENSION_TOPIC_FILTER, Login};
@@ -86,6 +87,8 @@ pub struct ServeConfig {
     pub reconcile_every: Duration,
     /// IoT requests per second reconciliation may spend.
     pub reconcile_budget: f64,
+    /// The artifact bucket, the signing key and the limits of uploads.
+    pub artifacts: ArtifactConfig,
 }
 
 /// What request handlers share. Cheap to clone.
@@ -101,6 +104,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The live change feed behind `/api/v1/stream`.
     pub changes: ChangeHub,
+    /// The artifact bucket and the code-signing key.
+    pub artifacts: Artifacts,
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
@@ -237,7 +242,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mut tasks = Vec::new();
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();
 
-    let (iot, engine, events, simulate, register) = match &config.iot {
+    let (iot, s3, engine, events, simulate, register) = match &config.iot {
         IotMode::Local {
             mqtt_listen,
             mqtts_listen,
@@ -285,8 +290,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let sdk = aws_sdk_iot::Config::builder()
                 .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
                 .region(aws_sdk_iot::config::Region::new(config.region.clone()))
-                .credentials_provider(credentials)
+                .credentials_provider(credentials.clone())
                 .endpoint_url(format!("http://{}", engine.http_addr))
+                .build();
+            let s3 = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new(config.region.clone()))
+                .credentials_provider(credentials)
+                .endpoint_url(format!("http://{}", reachable(engine.s3_addr)))
+                .force_path_style(true)
                 .build();
             let events = EventSource {
                 host: reachable(engine.mqtt_addr).ip().to_string(),
@@ -304,6 +316,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             };
             (
                 Iot::new(aws_sdk_iot::Client::from_conf(sdk)),
+                aws_sdk_s3::Client::from_conf(s3),
                 Some(engine),
                 Some(events),
                 *simulate,
@@ -336,7 +349,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                     None
                 }
             };
-            (iot, None, events, 0, Vec::new())
+            (
+                iot,
+                aws_sdk_s3::Client::new(&shared),
+                None,
+                events,
+                0,
+                Vec::new(),
+            )
         }
     };
 
@@ -345,6 +365,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     if let Err(error) = iot.enable_job_events().await {
         tracing::warn!(%error, "could not enable the job events: {error}");
     }
+
+    let kms = match &config.artifacts.kms_key_id {
+        Some(_) => Some(aws_sdk_kms::Client::new(
+            &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(config.region.clone()))
+                .load()
+                .await,
+        )),
+        None => None,
+    };
+    // The engine's store starts empty; an AWS bucket is the operator's to create.
+    let artifacts =
+        Artifacts::start(s3, &config.region, &config.artifacts, kms, engine.is_some()).await?;
 
     let metrics = Arc::new(Metrics::default());
     let projection = Projection::new(pool.clone(), iot.clone());
@@ -432,6 +465,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         changed: changed_tx,
         metrics,
         changes,
+        artifacts,
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

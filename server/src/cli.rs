@@ -33,6 +33,9 @@ enum Command {
         #[arg(long, env = "FLOTILLA_DEVICE_TOKEN_SECRET", hide_env_values = true)]
         device_token_secret: String,
     },
+    /// Code-signing keys.
+    #[command(subcommand)]
+    Keys(crate::signing::KeysCommand),
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -108,6 +111,8 @@ struct ServeArgs {
     /// ListJobExecutionsForJob count one); it backs off further when IoT throttles.
     #[arg(long, env = "FLOTILLA_RECONCILE_BUDGET", default_value_t = 10.0, value_parser = positive_rate)]
     reconcile_budget: f64,
+    #[command(flatten)]
+    artifacts: crate::artifacts::ArtifactArgs,
 }
 
 /// AWS mode's job-event subscriber (MQTT with mutual TLS to the account's data endpoint). It
@@ -240,6 +245,7 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Simulate(args) => simulate(*args).await,
+            Command::Keys(command) => command.run(),
             Command::DeviceToken {
                 thing_name,
                 device_token_secret,
@@ -275,6 +281,7 @@ pub fn main() -> anyhow::Result<()> {
                     static_dir: args.static_dir,
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
                     reconcile_budget: args.reconcile_budget,
+                    artifacts: args.artifacts.into(),
                 };
                 let server = app::start(config).await?;
                 println!("Flotilla is running at http://{}/", server.addr);

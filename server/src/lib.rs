@@ -10,13 +10,17 @@
 //! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
 //! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
+//! - [`artifacts`]: the bucket artifacts live in (through `aws-sdk-s3`), and [`signing`]:
+//!   ECDSA P-256 code signing with a key file or AWS KMS.
 
 pub mod api;
 pub mod app;
+pub mod artifacts;
 pub mod audit;
 pub mod cli;
 pub mod db;
 pub mod iot;
 pub mod ops;
 pub mod projection;
+pub mod signing;
 pub mod stream;

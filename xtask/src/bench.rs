@@ -34,7 +34,11 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             let root = workspace_root();
             crate::bench_server::run_bench(&root, &target_dir(&root))
         }
-        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N] | server"),
+        Some("artifacts") => {
+            let root = workspace_root();
+            crate::bench_server::run_artifacts_bench(&root, &target_dir(&root))
+        }
+        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts"),
     }
 }
 

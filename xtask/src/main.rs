@@ -2,7 +2,7 @@
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
 //! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
-//! - `bench simulate | engine | server`: the benchmarks; figures go to `docs/benchmarks.md`.
+//! - `bench simulate | engine | server | artifacts`: the benchmarks; figures go to `docs/benchmarks.md`.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
 //!
@@ -40,7 +40,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | frontend | python | bench simulate|engine|server>"
+                "usage: cargo xtask <demo | ci | frontend | python | bench simulate|engine|server|artifacts>"
             );
             std::process::exit(2);
         }

@@ -26,6 +26,15 @@ pub enum ApiError {
     Upstream(IotError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The artifact store (S3) failed.
+    #[error(transparent)]
+    Store(#[from] crate::artifacts::StoreError),
+    /// The signing key (a file or KMS) failed.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SignError),
+    /// This server is not set up for the request (e.g. no signing key).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -98,6 +107,30 @@ impl IntoResponse for ApiError {
                     Vec::new(),
                 )
             }
+            Self::Store(error) => {
+                tracing::error!(%error, "artifact store call failed: {error}");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream",
+                    "the artifact store did not answer as expected; try again".to_owned(),
+                    Vec::new(),
+                )
+            }
+            Self::Signing(error) => {
+                tracing::error!(%error, "signing failed: {error}");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "signing_failed",
+                    "the artifact could not be signed; try again".to_owned(),
+                    Vec::new(),
+                )
+            }
+            Self::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message,
+                Vec::new(),
+            ),
             Self::Database(error) => {
                 tracing::error!(%error, "database error: {error}");
                 (

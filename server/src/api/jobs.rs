@@ -39,8 +39,8 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Everything CreateJob needs, validated.
-struct NewJob {
-    job_id: String,
+pub(super) struct NewJob {
+    pub job_id: String,
     description: Option<String>,
     targets: Vec<String>,
     document: String,
@@ -85,7 +85,7 @@ async fn resolve_targets(
 
 /// Checks a create request completely (ids, document or template, targets, options) and
 /// reports every problem at once; nothing reaches IoT's CreateJob unless all is well.
-async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiError> {
+pub(super) async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiError> {
     let mut problems = Problems::default();
     let job_id = match &request.job_id {
         Some(id) if !valid_id(id) => {
@@ -174,7 +174,7 @@ async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiErr
 }
 
 /// CreateJob with every option.
-async fn create_job(state: &AppState, job: NewJob) -> Result<(), IotError> {
+pub(super) async fn create_job(state: &AppState, job: NewJob) -> Result<(), ApiError> {
     let options = job.options;
     state
         .iot
@@ -193,7 +193,11 @@ async fn create_job(state: &AppState, job: NewJob) -> Result<(), IotError> {
         .set_presigned_url_config(options.presigned_url)
         .send()
         .await
-        .map_err(IotError::from_sdk)?;
+        .map_err(|error| match IotError::from_sdk(error) {
+            // The only resources CreateJob looks up are its targets.
+            IotError::NotFound(message) => ApiError::field("things", message),
+            other => other.into(),
+        })?;
     Ok(())
 }
 
@@ -207,16 +211,12 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
     let job = validate(&state, request).await?;
     let job_id = job.job_id.clone();
-    create_job(&state, job).await.map_err(|error| match error {
-        // The only resources CreateJob looks up are its targets.
-        IotError::NotFound(message) => ApiError::field("things", message),
-        other => other.into(),
-    })?;
+    create_job(&state, job).await?;
     Ok((StatusCode::CREATED, Json(refreshed(&state, &job_id).await?)))
 }
 
 /// Re-reads a job from IoT after changing it, so the answer shows the change.
-async fn refreshed(state: &AppState, job_id: &str) -> Result<JobDetail, ApiError> {
+pub(super) async fn refreshed(state: &AppState, job_id: &str) -> Result<JobDetail, ApiError> {
     state
         .projection
         .refresh(job_id)

@@ -5,9 +5,11 @@
 //!   cancel and delete jobs; page, cancel and retry their executions.
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
+//! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - `GET /audit`: the audit log.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
+mod artifacts;
 mod error;
 mod fleet;
 mod job_options;
@@ -36,6 +38,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::router())
         .merge(fleet::router())
         .merge(templates::router())
+        .merge(artifacts::router())
         .route("/audit", get(audit))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })

@@ -22,10 +22,10 @@ use crate::helpers::{eventually, serve_files};
 use crate::test_engine::{REGION, TestEngine};
 
 /// A folder of its own for one test (state, handlers, outputs), removed by [`Scratch::remove`].
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!(
             "flotilla-agent-test-{}",
             uuid::Uuid::new_v4().simple()
@@ -36,12 +36,12 @@ impl Scratch {
         Self(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 
     /// Writes an executable handler script into the handler folder.
-    fn handler(&self, name: &str, script: &str) {
+    pub(crate) fn handler(&self, name: &str, script: &str) {
         use std::os::unix::fs::PermissionsExt;
         let path = self.0.join("handlers").join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writing a handler");
@@ -50,13 +50,13 @@ impl Scratch {
     }
 
     /// The files left in the agent's download folder.
-    fn downloads(&self) -> Vec<PathBuf> {
+    pub(crate) fn downloads(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.0.join("state/downloads"))
             .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default()
     }
 
-    fn remove(self) {
+    pub(crate) fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -96,13 +96,23 @@ fn install_document(url: &str, artifact: &[u8], key: &SigningKey, reboot: bool) 
 }
 
 /// The agent as a separate process, its output echoed to the test's.
-struct AgentProcess {
+pub(crate) struct AgentProcess {
     child: tokio::process::Child,
 }
 
 impl AgentProcess {
     fn spawn(engine: &TestEngine, thing: &str, scratch: &Scratch) -> Self {
-        let addr = engine.engine.mqtt_addr;
+        Self::spawn_at(engine.engine.mqtt_addr, thing, scratch, &[])
+    }
+
+    /// The agent for `thing` against the broker at `addr`, with `env` added to its
+    /// environment; it trusts `trusted.pem` in `scratch` when there is one.
+    pub(crate) fn spawn_at(
+        addr: std::net::SocketAddr,
+        thing: &str,
+        scratch: &Scratch,
+        env: &[(&str, String)],
+    ) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla-agent"));
         command
             .arg("--thing-name")
@@ -119,6 +129,9 @@ impl AgentProcess {
             .arg(scratch.path("boot_id"))
             .env("RUST_LOG", "info,flotilla_agent=debug")
             .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
         if scratch.path("trusted.pem").exists() {
             command
                 .arg("--trusted-key")
@@ -130,7 +143,7 @@ impl AgentProcess {
     }
 
     /// SIGKILL: no cleanup, no goodbye, as in a crash or a power cut.
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.kill().await.expect("killing the agent");
     }
 
@@ -179,12 +192,23 @@ async fn wait_for_status(
     job_id: &str,
     status: JobExecutionStatus,
 ) -> HashMap<String, String> {
+    wait_for_execution(&engine.iot, thing, job_id, status, Duration::from_secs(60)).await
+}
+
+/// The execution, read through `iot`, once it has `status`, with its statusDetails; fails
+/// the test when it ends in another status or `timeout` passes.
+pub(crate) async fn wait_for_execution(
+    iot: &aws_sdk_iot::Client,
+    thing: &str,
+    job_id: &str,
+    status: JobExecutionStatus,
+    timeout: Duration,
+) -> HashMap<String, String> {
     eventually(
         &format!("{job_id} on {thing} is {status:?}"),
-        Duration::from_secs(60),
+        timeout,
         || async {
-            let execution = engine
-                .iot
+            let execution = iot
                 .describe_job_execution()
                 .thing_name(thing)
                 .job_id(job_id)

@@ -81,6 +81,8 @@ impl TestApp {
     pub async fn start_with(devices: usize, things: &[&str]) -> Self {
         let db = TestDb::create().await;
         let loopback = "127.0.0.1:0".parse().expect("address");
+        let signing_key = signing_key_path(&db);
+        flotilla_server::signing::generate_key_file(&signing_key).expect("writing a signing key");
         let server = app::start(ServeConfig {
             database_url: db.url.clone(),
             listen: loopback,
@@ -99,6 +101,10 @@ impl TestApp {
             static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
             reconcile_every: Duration::from_millis(500),
             reconcile_budget: 50.0,
+            artifacts: flotilla_server::artifacts::ArtifactConfig {
+                signing_key: Some(signing_key),
+                ..Default::default()
+            },
         })
         .await
         .expect("starting the server");
@@ -126,13 +132,24 @@ impl TestApp {
         response.error_for_status().ok()?.json().await.ok()
     }
 
+    /// Where the test's artifact store keeps its files.
+    pub fn artifact_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name))
+    }
+
     pub async fn stop(self) {
         self.server.shutdown().await;
+        let _ = std::fs::remove_file(signing_key_path(&self.db));
         let _ = std::fs::remove_dir_all(
             std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
         );
         self.db.drop_database().await;
     }
+}
+
+/// The test server's code-signing key file.
+fn signing_key_path(db: &TestDb) -> PathBuf {
+    std::env::temp_dir().join(format!("flotilla-test-signing-{}.pem", db.name))
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.

@@ -7,6 +7,7 @@ mod api_fleet;
 mod api_jobs;
 mod api_support;
 mod api_templates;
+mod artifacts;
 mod aws_mode;
 mod aws_moto;
 mod broker_tls;
