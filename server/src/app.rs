@@ -60,6 +60,8 @@ pub struct ServeConfig {
     pub reconcile_every: Duration,
     /// IoT requests per second reconciliation may spend.
     pub reconcile_budget: f64,
+    /// The rollout orchestrator's tick and clock.
+    pub rollouts: crate::rollouts::RolloutSettings,
 }
 
 /// What request handlers share. Cheap to clone.
@@ -75,6 +77,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The live change feed behind `/api/v1/stream`.
     pub changes: ChangeHub,
+    /// The rollout orchestrator's context (operators' actions share it).
+    pub rollouts: crate::rollouts::Orchestrator,
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
@@ -350,6 +354,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         _ => None,
     };
 
+    let rollouts = crate::rollouts::Orchestrator {
+        pool: pool.clone(),
+        iot: iot.clone(),
+        projection: projection.clone(),
+        changed: changed_tx.clone(),
+        clock: config.rollouts.clock.clone(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        webhooks: Arc::new(tokio::sync::Notify::new()),
+    };
+    tasks.push(tokio::spawn(rollouts.clone().run(
+        config.rollouts.tick,
+        changes.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::rollouts::webhooks::run(
+        pool.clone(),
+        rollouts.webhooks.clone(),
+        config.rollouts.tick,
+        shutdown.clone(),
+    )));
+
     let iot_client = iot.sdk().clone();
     let state = AppState {
         pool: pool.clone(),
@@ -358,6 +383,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         changed: changed_tx,
         metrics,
         changes,
+        rollouts,
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

@@ -106,6 +106,10 @@ struct ServeArgs {
     /// ListJobExecutionsForJob count one); it backs off further when IoT throttles.
     #[arg(long, env = "FLOTILLA_RECONCILE_BUDGET", default_value_t = 10.0, value_parser = positive_rate)]
     reconcile_budget: f64,
+    /// How often the rollout orchestrator checks its rollouts, in milliseconds, when nothing
+    /// else wakes it (execution changes and operators' actions do).
+    #[arg(long, env = "FLOTILLA_ROLLOUT_TICK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    rollout_tick_ms: u64,
 }
 
 /// A request rate: a positive number of requests per second.
@@ -214,6 +218,10 @@ pub fn main() -> anyhow::Result<()> {
                     static_dir: args.static_dir,
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
                     reconcile_budget: args.reconcile_budget,
+                    rollouts: crate::rollouts::RolloutSettings {
+                        tick: Duration::from_millis(args.rollout_tick_ms),
+                        ..Default::default()
+                    },
                 };
                 let server = app::start(config).await?;
                 println!("Flotilla is running at http://{}/", server.addr);

@@ -9,6 +9,8 @@
 //! - [`api`]: the JSON API under `/api/v1`.
 //! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
+//! - [`rollouts`]: staged rollouts (waves, gates, failure policies, webhooks) and their
+//!   orchestrator.
 //! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
 
 pub mod api;
@@ -19,4 +21,5 @@ pub mod db;
 pub mod iot;
 pub mod ops;
 pub mod projection;
+pub mod rollouts;
 pub mod stream;

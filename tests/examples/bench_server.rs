@@ -232,6 +232,7 @@ async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duratio
         static_dir: "static".into(),
         reconcile_every: Duration::from_secs(3600),
         reconcile_budget: 10.0,
+        rollouts: Default::default(),
     })
     .await?;
     let mut response = reqwest::get(format!(

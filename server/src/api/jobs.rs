@@ -39,12 +39,13 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Everything CreateJob needs, validated.
-struct NewJob {
-    job_id: String,
-    description: Option<String>,
-    targets: Vec<String>,
-    document: String,
-    options: JobOptions,
+pub(crate) struct NewJob {
+    pub job_id: String,
+    pub description: Option<String>,
+    /// Thing and thing group ARNs.
+    pub targets: Vec<String>,
+    pub document: String,
+    pub options: JobOptions,
 }
 
 /// Resolves targets to ARNs; unknown ones become field messages.
@@ -173,12 +174,10 @@ async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiErr
     })
 }
 
-/// CreateJob with every option.
-async fn create_job(state: &AppState, job: NewJob) -> Result<(), IotError> {
+/// CreateJob with every option: the one way the API and the rollout orchestrator create jobs.
+pub(crate) async fn create_job(iot: &crate::iot::Iot, job: NewJob) -> Result<(), IotError> {
     let options = job.options;
-    state
-        .iot
-        .sdk()
+    iot.sdk()
         .create_job()
         .job_id(&job.job_id)
         .set_targets(Some(job.targets))
@@ -203,11 +202,13 @@ async fn create(
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
     let job = validate(&state, request).await?;
     let job_id = job.job_id.clone();
-    create_job(&state, job).await.map_err(|error| match error {
-        // The only resources CreateJob looks up are its targets.
-        IotError::NotFound(message) => ApiError::field("things", message),
-        other => other.into(),
-    })?;
+    create_job(&state.iot, job)
+        .await
+        .map_err(|error| match error {
+            // The only resources CreateJob looks up are its targets.
+            IotError::NotFound(message) => ApiError::field("things", message),
+            other => other.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(refreshed(&state, &job_id).await?)))
 }
 

@@ -5,14 +5,15 @@
 //!   cancel and delete jobs; page, cancel and retry their executions.
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
+//! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
 //! - `GET /audit`: the audit log.
 
 mod error;
 mod fleet;
-mod job_options;
-mod jobs;
+pub(crate) mod job_options;
+pub(crate) mod jobs;
 mod projection_reads;
-mod templates;
+pub(crate) mod templates;
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::get;
@@ -34,6 +35,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::router())
         .merge(fleet::router())
         .merge(templates::router())
+        .merge(crate::rollouts::routes::router())
         .route("/audit", get(audit))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(

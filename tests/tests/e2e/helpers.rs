@@ -79,6 +79,15 @@ impl TestApp {
 
     /// Starts with `devices` simulated devices and `things` registered (no agent for them).
     pub async fn start_with(devices: usize, things: &[&str]) -> Self {
+        Self::start_with_rollouts(devices, things, Default::default()).await
+    }
+
+    /// Like [`Self::start_with`], with the rollout orchestrator's tick and clock given.
+    pub async fn start_with_rollouts(
+        devices: usize,
+        things: &[&str],
+        rollouts: flotilla_server::rollouts::RolloutSettings,
+    ) -> Self {
         let db = TestDb::create().await;
         let loopback = "127.0.0.1:0".parse().expect("address");
         let server = app::start(ServeConfig {
@@ -99,6 +108,7 @@ impl TestApp {
             static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
             reconcile_every: Duration::from_millis(500),
             reconcile_budget: 50.0,
+            rollouts,
         })
         .await
         .expect("starting the server");

@@ -17,5 +17,6 @@ mod engine_things;
 mod helpers;
 mod jobs;
 mod projection;
+mod rollouts;
 mod seed_device;
 mod test_engine;

@@ -487,6 +487,7 @@ async fn a_client_of_one_server_sees_a_job_created_on_another() {
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
         reconcile_every: Duration::from_millis(500),
         reconcile_budget: 50.0,
+        rollouts: Default::default(),
     })
     .await
     .expect("starting the second server");
@@ -561,6 +562,7 @@ async fn readiness_and_metrics_report_the_server() {
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
         reconcile_every: Duration::from_secs(60),
         reconcile_budget: 1.0,
+        rollouts: Default::default(),
     })
     .await
     .expect("starting a server with an unreachable IoT");
