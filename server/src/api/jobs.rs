@@ -48,25 +48,27 @@ pub(crate) struct NewJob {
     pub options: JobOptions,
 }
 
-/// Resolves targets to ARNs; unknown ones become field messages.
-async fn resolve_targets(
-    state: &AppState,
-    request: &CreateJob,
+/// Resolves thing and thing-group names to ARNs; unknown ones become field messages under
+/// `fields` (of things, of groups).
+pub(crate) async fn resolve_targets(
+    iot: &crate::iot::Iot,
+    things: &[String],
+    groups: &[String],
+    fields: (&str, &str),
     problems: &mut Problems,
 ) -> Result<Vec<String>, ApiError> {
     let mut targets = Vec::new();
-    for thing in &request.things {
-        match state.iot.thing_arn(thing).await {
+    for thing in things {
+        match iot.thing_arn(thing).await {
             Ok(arn) => targets.push(arn),
             Err(IotError::NotFound(_)) => {
-                problems.add("things", format!("no thing named {thing:?}"))
+                problems.add(fields.0, format!("no thing named {thing:?}"))
             }
             Err(other) => return Err(other.into()),
         }
     }
-    for group in &request.thing_groups {
-        let described = state
-            .iot
+    for group in groups {
+        let described = iot
             .sdk()
             .describe_thing_group()
             .thing_group_name(group)
@@ -76,7 +78,7 @@ async fn resolve_targets(
         match described {
             Ok(out) => targets.push(out.thing_group_arn.unwrap_or_default()),
             Err(IotError::NotFound(_)) => {
-                problems.add("thing_groups", format!("no thing group named {group:?}"));
+                problems.add(fields.1, format!("no thing group named {group:?}"));
             }
             Err(other) => return Err(other.into()),
         }
@@ -158,7 +160,14 @@ async fn validate(state: &AppState, request: CreateJob) -> Result<NewJob, ApiErr
     let options = job_options::validate(&request, chrono::Utc::now(), &mut problems);
     // Look the targets up only for an otherwise valid request: it costs IoT calls.
     let targets = if problems.0.is_empty() {
-        resolve_targets(state, &request, &mut problems).await?
+        resolve_targets(
+            &state.iot,
+            &request.things,
+            &request.thing_groups,
+            ("things", "thing_groups"),
+            &mut problems,
+        )
+        .await?
     } else {
         Vec::new()
     };

@@ -25,7 +25,6 @@ use crate::api::job_options::Problems;
 use crate::api::{ApiError, ApiJson, ApiQuery, valid_id};
 use crate::app::AppState;
 use crate::audit::Actor;
-use crate::iot::IotError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -147,33 +146,14 @@ async fn validate(state: &AppState, mut request: CreateRollout) -> Result<NewRol
     if !problems.0.is_empty() {
         return Err(ApiError::fields(problems.0));
     }
-    for thing in &targets.things {
-        match state.iot.thing_arn(thing).await {
-            Ok(_) => {}
-            Err(IotError::NotFound(_)) => {
-                problems.add("targets.things", format!("no thing named {thing:?}"))
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    for group in &targets.thing_groups {
-        let described = state
-            .iot
-            .sdk()
-            .describe_thing_group()
-            .thing_group_name(group)
-            .send()
-            .await
-            .map_err(IotError::from_sdk);
-        match described {
-            Ok(_) => {}
-            Err(IotError::NotFound(_)) => problems.add(
-                "targets.thing_groups",
-                format!("no thing group named {group:?}"),
-            ),
-            Err(other) => return Err(other.into()),
-        }
-    }
+    crate::api::jobs::resolve_targets(
+        &state.iot,
+        &targets.things,
+        &targets.thing_groups,
+        ("targets.things", "targets.thing_groups"),
+        &mut problems,
+    )
+    .await?;
     if !problems.0.is_empty() {
         return Err(ApiError::fields(problems.0));
     }
@@ -479,86 +459,126 @@ fn wake(orchestrator: &Orchestrator) {
     orchestrator.webhooks.notify_one();
 }
 
-/// The reason of an action: at most 1024 characters, required when `required`.
-fn reason(action: &RolloutAction, required: bool) -> Result<Option<String>, ApiError> {
-    match &action.reason {
-        Some(r) if r.trim().is_empty() || r.chars().count() > 1024 => {
-            Err(ApiError::field("reason", "must be 1-1024 characters"))
-        }
-        None if required => Err(ApiError::field("reason", "say why")),
-        other => Ok(other.clone()),
-    }
-}
-
-/// "{what} by {actor}: {reason}".
-fn said(what: &str, actor: &str, reason: Option<&str>) -> String {
-    match reason {
-        Some(reason) => format!("{what} by {actor}: {reason}"),
-        None => format!("{what} by {actor}"),
-    }
-}
-
-/// A new transaction holding the rollout's row lock, the rollout and its waves. A finished
-/// rollout is a conflict: nothing more can change.
-async fn locked(
-    state: &AppState,
-    rollout_id: &str,
-) -> Result<
-    (
-        sqlx::Transaction<'static, sqlx::Postgres>,
-        RolloutRow,
-        Vec<WaveRow>,
-    ),
-    ApiError,
-> {
-    let mut tx = state.pool.begin().await?;
-    let rollout = found(model::lock(&mut tx, rollout_id).await?, rollout_id)?;
-    if model::FINISHED.contains(&rollout.state.as_str()) {
-        return Err(ApiError::Conflict(format!(
-            "the rollout is {}; nothing more can change",
-            rollout.state
-        )));
-    }
-    let waves = model::waves(&mut tx, rollout_id).await?;
-    Ok((tx, rollout, waves))
-}
-
-/// Commits an action, wakes the orchestrator and answers the rollout's detail.
-async fn commit(
-    state: &AppState,
+/// An operator's action under way: a transaction holding the rollout's row lock, the rollout
+/// and its waves, who acts and why.
+struct Act {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    rollout_id: &str,
-) -> Result<Json<RolloutDetail>, ApiError> {
-    tx.commit().await?;
-    wake(&state.rollouts);
-    Ok(Json(read_detail(state, rollout_id).await?))
+    rollout: RolloutRow,
+    waves: Vec<WaveRow>,
+    actor: String,
+    /// 1–1024 characters.
+    why: Option<String>,
+}
+
+impl Act {
+    /// Locks the rollout for `action`. A finished rollout is a conflict: nothing more can
+    /// change. The reason is checked first (and required when `reason_required`).
+    async fn begin(
+        state: &AppState,
+        rollout_id: &str,
+        Actor(actor): Actor,
+        action: RolloutAction,
+        reason_required: bool,
+    ) -> Result<Self, ApiError> {
+        let why = match action.reason {
+            Some(r) if r.trim().is_empty() || r.chars().count() > 1024 => {
+                return Err(ApiError::field("reason", "must be 1-1024 characters"));
+            }
+            None if reason_required => return Err(ApiError::field("reason", "say why")),
+            other => other,
+        };
+        let mut tx = state.pool.begin().await?;
+        let rollout = found(model::lock(&mut tx, rollout_id).await?, rollout_id)?;
+        if model::FINISHED.contains(&rollout.state.as_str()) {
+            return Err(ApiError::Conflict(format!(
+                "the rollout is {}; nothing more can change",
+                rollout.state
+            )));
+        }
+        let waves = model::waves(&mut tx, rollout_id).await?;
+        Ok(Self {
+            tx,
+            rollout,
+            waves,
+            actor,
+            why,
+        })
+    }
+
+    /// A conflict unless the rollout is in one of `states`.
+    fn require(&self, states: &[&str], to: &str) -> Result<(), ApiError> {
+        if states.contains(&self.rollout.state.as_str()) {
+            return Ok(());
+        }
+        Err(ApiError::Conflict(format!(
+            "only a {} rollout can {to}; this one is {}",
+            states.join(" or "),
+            self.rollout.state
+        )))
+    }
+
+    /// "{what} by {actor}: {why}", the reason recorded for the change.
+    fn said(&self, what: &str) -> String {
+        match &self.why {
+            Some(why) => format!("{what} by {}: {why}", self.actor),
+            None => format!("{what} by {}", self.actor),
+        }
+    }
+
+    /// Changes the rollout's state.
+    async fn rollout_to(&mut self, o: &Orchestrator, to: &str, what: &str) -> sqlx::Result<()> {
+        let reason = self.said(what);
+        o.rollout_to(&mut self.tx, &self.rollout, &self.actor, to, reason)
+            .await
+    }
+
+    /// Changes wave `index`'s state.
+    async fn wave_to(
+        &mut self,
+        o: &Orchestrator,
+        index: usize,
+        to: &str,
+        what: &str,
+    ) -> sqlx::Result<()> {
+        let reason = self.said(what);
+        o.wave_to(
+            &mut self.tx,
+            &self.rollout,
+            &self.waves[index],
+            &self.actor,
+            to,
+            reason,
+        )
+        .await
+    }
+
+    /// The index of the first wave that has not passed, if it is in one of `states`.
+    fn current(&self, states: &[&str]) -> Option<usize> {
+        let index = self.waves.iter().position(|w| w.state != "passed")?;
+        states
+            .contains(&self.waves[index].state.as_str())
+            .then_some(index)
+    }
+
+    /// Commits, wakes the orchestrator and answers the rollout's detail.
+    async fn commit(self, state: &AppState) -> Result<Json<RolloutDetail>, ApiError> {
+        let rollout_id = self.rollout.rollout_id;
+        self.tx.commit().await?;
+        wake(&state.rollouts);
+        Ok(Json(read_detail(state, &rollout_id).await?))
+    }
 }
 
 async fn pause(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, false)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, _waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    if !matches!(rollout.state.as_str(), "running" | "following") {
-        return Err(ApiError::Conflict(format!(
-            "only a running rollout can be paused; this one is {}",
-            rollout.state
-        )));
-    }
-    o.rollout_to(
-        tx,
-        rollout,
-        &actor,
-        "paused",
-        said("paused", &actor, why.as_deref()),
-    )
-    .await?;
-    commit(&state, owned, &rollout_id).await
+    let mut act = Act::begin(&state, &rollout_id, actor, action, false).await?;
+    act.require(&["running", "following"], "be paused")?;
+    act.rollout_to(&state.rollouts, "paused", "paused").await?;
+    act.commit(&state).await
 }
 
 /// Resumes a paused rollout. A wave that failed its gates is accepted as it is (the
@@ -567,124 +587,73 @@ async fn pause(
 async fn resume(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, false)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    if rollout.state != "paused" {
-        return Err(ApiError::Conflict(format!(
-            "only a paused rollout can be resumed; this one is {}",
-            rollout.state
-        )));
-    }
-    if let Some(wave) = model::current(&waves).filter(|w| w.state == "failed") {
-        o.wave_to(
-            tx,
-            rollout,
-            wave,
-            &actor,
+    let mut act = Act::begin(&state, &rollout_id, actor, action, false).await?;
+    act.require(&["paused"], "be resumed")?;
+    if let Some(index) = act.current(&["failed"]) {
+        act.wave_to(
+            &state.rollouts,
+            index,
             "passed",
-            said("accepted despite its failed gate", &actor, why.as_deref()),
+            "accepted despite its failed gate",
         )
         .await?;
     }
-    o.rollout_to(
-        tx,
-        rollout,
-        &actor,
-        "running",
-        said("resumed", &actor, why.as_deref()),
-    )
-    .await?;
-    commit(&state, owned, &rollout_id).await
+    act.rollout_to(&state.rollouts, "running", "resumed")
+        .await?;
+    act.commit(&state).await
 }
 
 async fn cancel(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, true)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, _waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    o.cancel(
-        tx,
-        rollout,
-        &actor,
-        said("canceled", &actor, why.as_deref()),
-    )
-    .await?;
-    commit(&state, owned, &rollout_id).await
+    let mut act = Act::begin(&state, &rollout_id, actor, action, true).await?;
+    let reason = act.said("canceled");
+    state
+        .rollouts
+        .cancel(&mut act.tx, &act.rollout, &act.actor, reason)
+        .await?;
+    act.commit(&state).await
 }
 
-/// Promote now: the current wave's remaining gates (soak, health check, approval, a failed
-/// gate) are waived and the next wave starts, or a wave waiting for its maintenance window
-/// starts without it. A wave whose job still runs cannot be promoted.
+/// Promote now: the current wave's remaining gates (soak, health check, approval) are
+/// waived and the next wave starts, or a wave waiting for its maintenance window starts
+/// without it. A wave whose job still runs, or that failed, cannot be promoted.
 async fn promote(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, false)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    if rollout.state != "running" {
-        return Err(ApiError::Conflict(format!(
-            "only a running rollout can be promoted; this one is {}",
-            rollout.state
-        )));
+    let mut act = Act::begin(&state, &rollout_id, actor, action, false).await?;
+    act.require(&["running"], "be promoted")?;
+    if let Some(index) = act.current(&["verifying", "awaiting_approval"]) {
+        act.wave_to(&state.rollouts, index, "passed", "promoted")
+            .await?;
+    } else if let Some(index) = act.current(&["pending"]) {
+        let number = act.waves[index].number;
+        sqlx::query(
+            "update server.rollout_waves set promoted_by = $3
+             where rollout_id = $1 and number = $2",
+        )
+        .bind(&act.rollout.rollout_id)
+        .bind(number)
+        .bind(&act.actor)
+        .execute(&mut *act.tx)
+        .await?;
+        let reason = act.said(&format!("wave {number} promoted"));
+        model::set_reason(&mut act.tx, &act.rollout, Some(reason)).await?;
+    } else {
+        return Err(ApiError::Conflict(
+            "the current wave's job still runs, or it has failed (resume or retry-failed)".into(),
+        ));
     }
-    let Some(wave) = model::current(&waves) else {
-        return Err(ApiError::Conflict("every wave has passed".into()));
-    };
-    match wave.state.as_str() {
-        "pending" => {
-            sqlx::query(
-                "update server.rollout_waves set promoted_by = $3
-                     where rollout_id = $1 and number = $2",
-            )
-            .bind(&rollout.rollout_id)
-            .bind(wave.number)
-            .bind(&actor)
-            .execute(&mut *tx)
-            .await?;
-            model::set_reason(
-                tx,
-                rollout,
-                Some(said(
-                    &format!("wave {} promoted", wave.number),
-                    &actor,
-                    why.as_deref(),
-                )),
-            )
-            .await?;
-        }
-        "verifying" | "awaiting_approval" => {
-            o.wave_to(
-                tx,
-                rollout,
-                wave,
-                &actor,
-                "passed",
-                said("promoted", &actor, why.as_deref()),
-            )
-            .await?;
-        }
-        other => {
-            return Err(ApiError::Conflict(format!(
-                "wave {} is {other}; wait for its job to end or cancel the rollout",
-                wave.number
-            )));
-        }
-    }
-    commit(&state, owned, &rollout_id).await
+    act.commit(&state).await
 }
 
 /// Approves the wave awaiting approval. The actor is the audit hook's; once requests are
@@ -692,37 +661,27 @@ async fn promote(
 async fn approve(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, false)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    let Some(wave) = model::current(&waves).filter(|w| w.state == "awaiting_approval") else {
+    let mut act = Act::begin(&state, &rollout_id, actor, action, false).await?;
+    let Some(index) = act.current(&["awaiting_approval"]) else {
         return Err(ApiError::Conflict(
             "no wave of this rollout is awaiting approval".into(),
         ));
     };
     sqlx::query(
         "update server.rollout_waves set approved_by = $3, approved_at = now()
-             where rollout_id = $1 and number = $2",
+         where rollout_id = $1 and number = $2",
     )
-    .bind(&rollout.rollout_id)
-    .bind(wave.number)
-    .bind(&actor)
-    .execute(&mut *tx)
+    .bind(&act.rollout.rollout_id)
+    .bind(act.waves[index].number)
+    .bind(&act.actor)
+    .execute(&mut *act.tx)
     .await?;
-    o.wave_to(
-        tx,
-        rollout,
-        wave,
-        &actor,
-        "passed",
-        said("approved", &actor, why.as_deref()),
-    )
-    .await?;
-    commit(&state, owned, &rollout_id).await
+    act.wave_to(&state.rollouts, index, "passed", "approved")
+        .await?;
+    act.commit(&state).await
 }
 
 /// Sends the release again to the current wave's things whose execution failed, in a new
@@ -730,33 +689,21 @@ async fn approve(
 async fn retry_failed(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(actor): Extension<Actor>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let why = reason(&action, false)?;
-    let o = state.rollouts.clone();
-    let (mut owned, row, waves) = locked(&state, &rollout_id).await?;
-    let (tx, rollout) = (&mut *owned, &row);
-    if !matches!(rollout.state.as_str(), "running" | "paused") {
-        return Err(ApiError::Conflict(format!(
-            "failed devices can be retried in a running or paused rollout; this one is {}",
-            rollout.state
-        )));
-    }
-    let Some(wave) = model::current(&waves).filter(|w| {
-        matches!(
-            w.state.as_str(),
-            "failed" | "verifying" | "awaiting_approval"
-        )
-    }) else {
+    let mut act = Act::begin(&state, &rollout_id, actor, action, false).await?;
+    act.require(&["running", "paused"], "retry failed devices")?;
+    let Some(index) = act.current(&["failed", "verifying", "awaiting_approval"]) else {
         return Err(ApiError::Conflict(
             "only a wave whose job has ended can retry its failed devices".into(),
         ));
     };
+    let number = act.waves[index].number;
     let failed: Vec<String> = model::things_with_status(
-        tx,
-        &rollout.rollout_id,
-        Some(wave.number),
+        &mut act.tx,
+        &rollout_id,
+        Some(number),
         &model::FAILED_STATUSES,
     )
     .await?
@@ -765,72 +712,53 @@ async fn retry_failed(
     .collect();
     if failed.is_empty() {
         return Err(ApiError::Conflict(format!(
-            "no device of wave {} failed",
-            wave.number
+            "no device of wave {number} failed"
         )));
     }
     let retries: i64 = sqlx::query_scalar(
         "select count(*) from server.rollout_jobs
-             where rollout_id = $1 and wave = $2 and kind = 'retry'",
+         where rollout_id = $1 and wave = $2 and kind = 'retry'",
     )
-    .bind(&rollout.rollout_id)
-    .bind(wave.number)
-    .fetch_one(&mut *tx)
+    .bind(&rollout_id)
+    .bind(number)
+    .fetch_one(&mut *act.tx)
     .await?;
-    let job_id = format!(
-        "{}-r{}",
-        wave_job_id(&rollout.rollout_id, wave.number),
-        retries + 1
+    let job_id = format!("{}-r{}", wave_job_id(&rollout_id, number), retries + 1);
+    let options = release::merged(
+        &act.rollout.job_options,
+        act.waves[index].spec.job_options.as_ref(),
     );
-    let options = release::merged(&rollout.job_options, wave.spec.job_options.as_ref());
     release::create(
-        &o.iot,
+        &state.rollouts.iot,
         &job_id,
-        format!(
-            "rollout {} wave {}: retry of failed devices",
-            rollout.rollout_id, wave.number
-        ),
+        format!("rollout {rollout_id} wave {number}: retry of failed devices"),
         &failed,
-        &rollout.document,
+        &act.rollout.document,
         &options,
     )
     .await?;
     model::record_job(
-        tx,
-        &rollout.rollout_id,
+        &mut act.tx,
+        &rollout_id,
         &job_id,
         "retry",
-        Some(wave.number),
+        Some(number),
         &failed,
     )
     .await?;
     sqlx::query(
         "update server.rollout_waves set finished_at = null where rollout_id = $1 and number = $2",
     )
-    .bind(&rollout.rollout_id)
-    .bind(wave.number)
-    .execute(&mut *tx)
+    .bind(&rollout_id)
+    .bind(number)
+    .execute(&mut *act.tx)
     .await?;
     let what = format!("job {job_id} retries {} failed devices", failed.len());
-    o.wave_to(
-        tx,
-        rollout,
-        wave,
-        &actor,
-        "running",
-        said(&what, &actor, why.as_deref()),
-    )
-    .await?;
-    if rollout.state == "paused" {
-        o.rollout_to(
-            tx,
-            rollout,
-            &actor,
-            "running",
-            said(&what, &actor, why.as_deref()),
-        )
+    act.wave_to(&state.rollouts, index, "running", &what)
         .await?;
+    if act.rollout.state == "paused" {
+        act.rollout_to(&state.rollouts, "running", &what).await?;
     }
-    o.follow_job(&job_id).await;
-    commit(&state, owned, &rollout_id).await
+    state.rollouts.follow_job(&job_id).await;
+    act.commit(&state).await
 }

@@ -168,6 +168,13 @@ impl Scenario {
         }
     }
 
+    async fn rollout_state(&self, id: &str, state: &str) -> RolloutDetail {
+        self.until(id, &format!("the rollout to be {state}"), |d| {
+            d.rollout.state == state
+        })
+        .await
+    }
+
     async fn wave_state(&self, id: &str, wave: usize, state: &str) -> RolloutDetail {
         self.until(id, &format!("wave {wave} {state}"), |d| {
             d.waves[wave - 1].state == state
@@ -280,11 +287,7 @@ async fn a_clean_four_wave_rollout_completes_in_order_with_every_gate_observed()
         s.clock.advance(chrono::Duration::minutes(31));
         s.wave_state("fw-2", number, "passed").await;
     }
-    let done = s
-        .until("fw-2", "the rollout to complete", |d| {
-            d.rollout.state == "completed"
-        })
-        .await;
+    let done = s.rollout_state("fw-2", "completed").await;
     // Each wave started only after the previous one passed, and took the previewed things.
     let history = wave_history(&done.events);
     let expected: Vec<(i32, String)> = (1..=4)
@@ -344,11 +347,7 @@ async fn a_canary_with_thirty_percent_failures_pauses_before_wave_two() {
     s.devices(&canary[3..], 0.0);
     s.devices(&preview.waves[1].things, 0.0);
     s.create(&request).await;
-    let paused = s
-        .until("fw-canary", "the rollout to pause", |d| {
-            d.rollout.state == "paused"
-        })
-        .await;
+    let paused = s.rollout_state("fw-canary", "paused").await;
     assert_eq!(paused.waves[0].state, "failed");
     assert_eq!(paused.waves[1].state, "pending");
     assert!(
@@ -419,11 +418,7 @@ async fn the_rollback_policy_returns_updated_devices_to_the_previous_version() {
     s.devices(&second[..3], 0.0);
     s.devices(&second[3..], 1.0);
     s.create(&request).await;
-    let done = s
-        .until("fw-rb", "the rollback to end", |d| {
-            d.rollout.state == "rolled_back"
-        })
-        .await;
+    let done = s.rollout_state("fw-rb", "rolled_back").await;
     assert_eq!(done.waves[1].state, "failed");
     let rollback = s.app.job("fw-rb-rollback").await.expect("the rollback job");
     let mut updated: Vec<String> = first.iter().chain(&second[..3]).cloned().collect();
@@ -488,11 +483,7 @@ async fn the_health_check_holds_a_wave_whose_devices_never_report_the_new_versio
     );
     // Past the deadline the wave fails and the rollout pauses.
     s.clock.advance(chrono::Duration::minutes(2));
-    let paused = s
-        .until("fw-health", "the rollout to pause", |d| {
-            d.rollout.state == "paused"
-        })
-        .await;
+    let paused = s.rollout_state("fw-health", "paused").await;
     assert_eq!(paused.waves[0].state, "failed");
     assert_eq!(paused.waves[1].state, "pending");
     assert!(
@@ -545,10 +536,7 @@ async fn an_approval_gate_waits_for_an_operator() {
     post(&s.app, "/api/v1/rollouts/fw-approve/approve", json!({}))
         .await
         .assert_error(StatusCode::CONFLICT, "conflict", None);
-    s.until("fw-approve", "the rollout to complete", |d| {
-        d.rollout.state == "completed"
-    })
-    .await;
+    s.rollout_state("fw-approve", "completed").await;
     s.stop().await;
 }
 
@@ -574,11 +562,7 @@ async fn a_wave_adopts_the_job_an_earlier_attempt_created_instead_of_creating_an
         "waves": [{"count": 2}, {"percent": 100}],
     }))
     .await;
-    let done = s
-        .until("fw-adopt", "the rollout to complete", |d| {
-            d.rollout.state == "completed"
-        })
-        .await;
+    let done = s.rollout_state("fw-adopt", "completed").await;
     assert_wave(&done.waves[0], 2, 2);
     let ids = crate::api_support::iot_job_ids(&s.app).await;
     assert_eq!(ids, ["fw-adopt-w1", "fw-adopt-w2"]);
@@ -761,11 +745,7 @@ async fn a_webhook_receiver_gets_every_state_change_once_with_a_valid_signature(
         "webhooks": [{"url": url, "secret": secret}],
     }))
     .await;
-    let done = s
-        .until("fw-hook", "the rollout to complete", |d| {
-            d.rollout.state == "completed"
-        })
-        .await;
+    let done = s.rollout_state("fw-hook", "completed").await;
     let expected: Vec<i64> = done.events.iter().map(|e| e.id).collect();
     let deliveries = eventually("every event delivered", WAIT, || async {
         let seen = seen.lock().expect("lock").clone();
@@ -957,11 +937,7 @@ async fn a_continuous_rollout_gives_things_joining_its_group_the_release() {
         "continuous": true,
     }))
     .await;
-    let following = s
-        .until("fw-cont", "the rollout to follow its group", |d| {
-            d.rollout.state == "following"
-        })
-        .await;
+    let following = s.rollout_state("fw-cont", "following").await;
     assert_wave(&following.waves[0], 3, 3);
     s.app
         .server
