@@ -120,7 +120,10 @@ impl Orchestrator {
                 () = tokio::time::sleep(every) => {}
                 () = self.wake.notified() => {}
                 // A lagged receiver just means many changes: tick either way.
-                _ = feed.recv() => {}
+                _ = feed.recv() => {
+                    // One tick answers every change that arrived meanwhile.
+                    while feed.try_recv().is_ok() {}
+                }
             }
             // Still the leader only while the locking session lives.
             if let Err(error) = sqlx::query("select 1").execute(&mut lock).await {

@@ -371,6 +371,21 @@ async fn a_canary_with_thirty_percent_failures_pauses_before_wave_two() {
     assert!(described.is_err(), "wave 2 has a job: {described:?}");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(s.detail("fw-canary").await.waves[1].state, "pending");
+    // Retrying the failed devices sends them a job of their own; they fail again.
+    let retried = post(&s.app, "/api/v1/rollouts/fw-canary/retry-failed", json!({})).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    let retry = eventually("the retry job", WAIT, || s.app.job("fw-canary-w1-r1")).await;
+    let mut retried_things: Vec<String> = retry
+        .executions
+        .iter()
+        .map(|e| e.thing_name.clone())
+        .collect();
+    retried_things.sort();
+    assert_eq!(retried_things, canary[..3]);
+    s.until("fw-canary", "the retry to fail", |d| {
+        d.rollout.state == "paused" && d.waves[0].state == "failed" && d.jobs.len() == 2
+    })
+    .await;
     // Cancel needs a reason, then ends the rollout.
     post(&s.app, "/api/v1/rollouts/fw-canary/cancel", json!({}))
         .await
@@ -961,5 +976,57 @@ async fn a_continuous_rollout_gives_things_joining_its_group_the_release() {
         .map(|e| e.thing_name.as_str())
         .collect();
     assert_eq!(targeted, ["sim-0004"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn waves_wait_for_their_maintenance_window_in_local_time() {
+    let mut s = Scenario::start(4).await;
+    // The clock stands at a Monday noon in Madrid; the window opens on Sundays at 22:00.
+    s.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-12-07T11:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc),
+    );
+    let things = s.things.clone();
+    s.devices(&things, 0.0);
+    s.create(&json!({
+        "rollout_id": "fw-window",
+        "release": release("2.0.0"),
+        "targets": {"things": s.things},
+        "waves": [{"count": 2}, {"percent": 100}],
+        "schedule": {"time_zone": "Europe/Madrid",
+                     "windows": [{"days": ["sun"], "start": "22:00", "duration_minutes": 120}]},
+    }))
+    .await;
+    let waiting = s
+        .until("fw-window", "the wave to wait for its window", |d| {
+            d.rollout.state_reason.is_some()
+        })
+        .await;
+    assert_eq!(waiting.waves[0].state, "pending");
+    let reason = waiting.rollout.state_reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("2026-12-13T22:00:00+01:00"), "{reason}");
+    let window = waiting.next_window.expect("the next window");
+    assert_eq!(window.utc, "2026-12-13T21:00:00Z");
+    assert_eq!(window.local, "2026-12-13T22:00:00+01:00");
+    // An operator may start the first wave now; the second waits for the window again.
+    let promoted = post(
+        &s.app,
+        "/api/v1/rollouts/fw-window/promote",
+        json!({"reason": "hotfix"}),
+    )
+    .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
+    s.wave_state("fw-window", 1, "passed").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(s.detail("fw-window").await.waves[1].state, "pending");
+    // Inside the window the rollout goes on by itself.
+    s.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-12-13T21:30:00Z")
+            .expect("time")
+            .with_timezone(&Utc),
+    );
+    s.rollout_state("fw-window", "completed").await;
     s.stop().await;
 }
