@@ -64,6 +64,38 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// A local-mode server on `db`, every listener on an ephemeral loopback port, its artifacts
+/// in a temporary folder named after the database and `suffix`.
+fn local_config(
+    db: &TestDb,
+    suffix: &str,
+    devices: usize,
+    things: &[&str],
+    rollouts: flotilla_server::rollouts::RolloutSettings,
+) -> ServeConfig {
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    ServeConfig {
+        database_url: db.url.clone(),
+        listen: loopback,
+        iot: IotMode::Local {
+            mqtt_listen: loopback,
+            mqtts_listen: Some(loopback),
+            engine_listen: loopback,
+            s3_listen: loopback,
+            artifact_dir: std::env::temp_dir()
+                .join(format!("flotilla-test-artifacts-{}{suffix}", db.name)),
+            simulate: devices,
+            register: things.iter().map(|t| (*t).to_owned()).collect(),
+            device_token_secret: None,
+        },
+        region: "us-east-1".into(),
+        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        reconcile_every: Duration::from_millis(500),
+        reconcile_budget: 50.0,
+        rollouts,
+    }
+}
+
 /// A running server in local mode with a simulated fleet, and an HTTP client for it.
 pub struct TestApp {
     pub server: RunningServer,
@@ -89,29 +121,9 @@ impl TestApp {
         rollouts: flotilla_server::rollouts::RolloutSettings,
     ) -> Self {
         let db = TestDb::create().await;
-        let loopback = "127.0.0.1:0".parse().expect("address");
-        let server = app::start(ServeConfig {
-            database_url: db.url.clone(),
-            listen: loopback,
-            iot: IotMode::Local {
-                mqtt_listen: loopback,
-                mqtts_listen: Some(loopback),
-                engine_listen: loopback,
-                s3_listen: loopback,
-                artifact_dir: std::env::temp_dir()
-                    .join(format!("flotilla-test-artifacts-{}", db.name)),
-                simulate: devices,
-                register: things.iter().map(|t| (*t).to_owned()).collect(),
-                device_token_secret: None,
-            },
-            region: "us-east-1".into(),
-            static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
-            reconcile_every: Duration::from_millis(500),
-            reconcile_budget: 50.0,
-            rollouts,
-        })
-        .await
-        .expect("starting the server");
+        let server = app::start(local_config(&db, "", devices, things, rollouts))
+            .await
+            .expect("starting the server");
         let base = format!("http://{}", server.addr);
         Self {
             server,
@@ -119,6 +131,16 @@ impl TestApp {
             http: reqwest::Client::new(),
             base,
         }
+    }
+
+    /// A second server (a replica) on this one's database, with its own engine and no devices.
+    pub async fn start_replica(
+        &self,
+        rollouts: flotilla_server::rollouts::RolloutSettings,
+    ) -> RunningServer {
+        app::start(local_config(&self.db, "-replica", 0, &[], rollouts))
+            .await
+            .expect("starting the replica")
     }
 
     pub fn url(&self, path: &str) -> String {

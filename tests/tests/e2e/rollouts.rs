@@ -1001,7 +1001,10 @@ async fn waves_wait_for_their_maintenance_window_in_local_time() {
     .await;
     let waiting = s
         .until("fw-window", "the wave to wait for its window", |d| {
-            d.rollout.state_reason.is_some()
+            d.rollout
+                .state_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("window"))
         })
         .await;
     assert_eq!(waiting.waves[0].state, "pending");
@@ -1029,4 +1032,59 @@ async fn waves_wait_for_their_maintenance_window_in_local_time() {
     );
     s.rollout_state("fw-window", "completed").await;
     s.stop().await;
+}
+
+/// The backend holding the orchestrator's leadership lock, if any.
+async fn leader(pool: &sqlx::PgPool) -> Vec<i32> {
+    // pg_locks shows a 64-bit advisory key as two 32-bit halves; each test database has
+    // its own leader.
+    sqlx::query_scalar(
+        "select pid from pg_locks where locktype = 'advisory' and granted
+           and classid::bigint = $1 and objid::bigint = $2
+           and database = (select oid from pg_database where datname = current_database())",
+    )
+    .bind(0x666c_6f74_i64)
+    .bind(0x726f_6c6c_i64)
+    .fetch_all(pool)
+    .await
+    .expect("reading pg_locks")
+}
+
+#[tokio::test]
+async fn one_replica_orchestrates_and_another_takes_over_when_it_stops() {
+    let s = Scenario::start(0).await;
+    let pool = sqlx::PgPool::connect(&s.app.db.url)
+        .await
+        .expect("database");
+    let first = eventually("a leader", WAIT, || async {
+        let pids = leader(&pool).await;
+        (pids.len() == 1).then(|| pids[0])
+    })
+    .await;
+    let replica = s
+        .app
+        .start_replica(RolloutSettings {
+            tick: Duration::from_millis(200),
+            clock: s.clock.clone(),
+        })
+        .await;
+    // The replica campaigns (every second at most) and loses while the first one leads.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(leader(&pool).await, [first]);
+    let Scenario { app, .. } = s;
+    app.server.shutdown().await;
+    let second = eventually("the replica to take over", WAIT, || async {
+        let pids = leader(&pool).await;
+        (pids.len() == 1 && pids[0] != first).then(|| pids[0])
+    })
+    .await;
+    assert_ne!(second, first);
+    replica.shutdown().await;
+    for suffix in ["", "-replica"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("flotilla-test-artifacts-{}{suffix}", app.db.name)),
+        );
+    }
+    pool.close().await;
+    app.db.drop_database().await;
 }
