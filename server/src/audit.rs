@@ -195,6 +195,9 @@ fn reduce(value: Value) -> Value {
                 .map(|(key, value)| {
                     let value = if key == "document" && !value.is_null() {
                         serde_json::json!({ "bytes": value.to_string().len() })
+                    } else if key == "secret" {
+                        // Webhook secrets sign deliveries; the log must not hand them out.
+                        Value::String("(redacted)".into())
                     } else {
                         reduce(value)
                     };
@@ -312,5 +315,14 @@ mod tests {
             Some(serde_json::json!({ "unparsed_bytes": 8 }))
         );
         assert_eq!(summarize(b""), None);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let body =
+            serde_json::json!({ "webhooks": [{ "url": "https://x", "secret": "s3cr3t-value" }] });
+        let summary = summarize(body.to_string().as_bytes()).expect("a summary");
+        assert_eq!(summary["webhooks"][0]["secret"], "(redacted)");
+        assert_eq!(summary["webhooks"][0]["url"], "https://x");
     }
 }

@@ -29,6 +29,11 @@ use crate::stream::ChangeHub;
 /// The advisory lock key of orchestrator leadership ("flotroll").
 const LEADER_LOCK: i64 = 0x666c_6f74_726f_6c6c;
 
+/// The most things whose health one tick reads (one DescribeThing each), so a large wave is
+/// checked over several ticks instead of flooding IoT (in random order, so things that never
+/// report do not keep the others from being read).
+const HEALTH_CHECKS_PER_TICK: i64 = 200;
+
 /// The most steps one rollout takes in one tick (each step is one transition).
 const MAX_STEPS: usize = 32;
 
@@ -471,10 +476,12 @@ impl Orchestrator {
             "select t.thing_name from server.rollout_things t
              join server.job_executions e on e.job_id = t.job_id and e.thing_name = t.thing_name
              where t.rollout_id = $1 and t.wave = $2 and e.status = 'SUCCEEDED'
-               and t.healthy_at is null",
+               and t.healthy_at is null
+             order by random() limit $3",
         )
         .bind(&rollout.rollout_id)
         .bind(wave)
+        .bind(HEALTH_CHECKS_PER_TICK)
         .fetch_all(&mut *tx)
         .await?;
         let mut healthy = Vec::new();
