@@ -541,7 +541,8 @@ impl Orchestrator {
         }
     }
 
-    /// Stops the rollout's unfinished jobs and cancels the waves that have not started.
+    /// Stops the rollout's unfinished jobs (a rollback's too) and cancels the waves that have
+    /// not passed.
     async fn stop(
         &self,
         tx: &mut PgConnection,
@@ -561,6 +562,9 @@ impl Orchestrator {
                 .filter(|w| w.state == "running")
                 .filter_map(|w| w.job_id.clone()),
         );
+        if rollout.state == "rolling_back" {
+            jobs.push(rollback_job_id(&rollout.rollout_id));
+        }
         jobs.sort();
         jobs.dedup();
         for job_id in jobs {
