@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod fleet;
 mod job_options;
+mod rollouts;
 mod templates;
 
 pub use audit::{AuditEntry, AuditPage};
@@ -21,6 +22,12 @@ pub use job_options::{
     AbortCriterion, AbortOptions, ExponentialRate, MaintenanceWindow, PresignedUrlOptions,
     RateIncreaseCriteria, RetryCriterion, RetryOptions, RolloutOptions, SchedulingOptions,
     TimeoutOptions,
+};
+pub use rollouts::{
+    Conflict, CreateRollout, GateStatus, Gates, HealthCheck, PreviewWave, Release, Rollout,
+    RolloutAction, RolloutDetail, RolloutEvent, RolloutJob, RolloutList, RolloutPreview,
+    RolloutTargets, Schedule, WaveJobOptions, WaveSpec, WaveStatus, WebhookSpec, Window,
+    WindowTimes,
 };
 pub use templates::{
     ImportedTemplates, PreviewTemplate, RenderedTemplate, SaveTemplate, Template, TemplateList,

@@ -89,6 +89,8 @@ pub struct ServeConfig {
     pub reconcile_budget: f64,
     /// The artifact bucket, the signing key and the limits of uploads.
     pub artifacts: ArtifactConfig,
+    /// The rollout orchestrator's tick and clock.
+    pub rollouts: crate::rollouts::RolloutSettings,
 }
 
 /// What request handlers share. Cheap to clone.
@@ -106,6 +108,8 @@ pub struct AppState {
     pub changes: ChangeHub,
     /// The artifact bucket and the code-signing key.
     pub artifacts: Artifacts,
+    /// The rollout orchestrator's context (operators' actions share it).
+    pub rollouts: crate::rollouts::Orchestrator,
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
@@ -457,6 +461,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         _ => None,
     };
 
+    let rollouts = crate::rollouts::Orchestrator {
+        pool: pool.clone(),
+        iot: iot.clone(),
+        projection: projection.clone(),
+        changed: changed_tx.clone(),
+        clock: config.rollouts.clock.clone(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        webhooks: Arc::new(tokio::sync::Notify::new()),
+    };
+    tasks.push(tokio::spawn(rollouts.clone().run(
+        config.rollouts.tick,
+        changes.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::rollouts::webhooks::run(
+        pool.clone(),
+        rollouts.webhooks.clone(),
+        config.rollouts.tick,
+        shutdown.clone(),
+    )));
+
     let iot_client = iot.sdk().clone();
     let state = AppState {
         pool: pool.clone(),
@@ -466,6 +491,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         metrics,
         changes,
         artifacts,
+        rollouts,
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

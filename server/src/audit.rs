@@ -21,6 +21,12 @@ use sqlx::PgPool;
 /// Who acted, until requests are authenticated.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// Who is acting, as the hook determined it; handlers that record their own audit entries
+/// (rollout transitions) take it from the request's extensions. Always [`ANONYMOUS`] until
+/// requests are authenticated (issue 9 sets it here, and role checks can read it).
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
 /// The error code an [`crate::api::ApiError`] answered with, left on the response for the
 /// audit hook.
 #[derive(Debug, Clone, Copy)]
@@ -36,9 +42,10 @@ const MAX_STRING: usize = 256;
 /// attempt and its outcome.
 pub async fn record_mutations(
     State(pool): State<PgPool>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    request.extensions_mut().insert(Actor(ANONYMOUS.to_owned()));
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -113,8 +120,32 @@ struct NewEntry<'a> {
     source: Option<&'a str>,
 }
 
+/// Records a state change the server made, on its own or for an operator (a rollout's
+/// transitions), inside the caller's transaction so the change and its record commit
+/// together. `details` says what changed and why; the status is 200 and the source empty,
+/// as no request of its own caused it.
+pub async fn record_change(
+    conn: &mut sqlx::PgConnection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> sqlx::Result<()> {
+    NewEntry {
+        actor,
+        action,
+        target,
+        request: Some(details),
+        status: StatusCode::OK,
+        outcome: "ok",
+        source: None,
+    }
+    .insert(conn)
+    .await
+}
+
 impl NewEntry<'_> {
-    async fn insert(&self, pool: &PgPool) -> sqlx::Result<()> {
+    async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
         sqlx::query(
             "insert into server.audit_log (actor, action, target, request, status, outcome, source)
              values ($1, $2, $3, $4, $5, $6, $7)",
@@ -126,7 +157,7 @@ impl NewEntry<'_> {
         .bind(i32::from(self.status.as_u16()))
         .bind(self.outcome)
         .bind(self.source)
-        .execute(pool)
+        .execute(executor)
         .await?;
         Ok(())
     }
@@ -164,6 +195,9 @@ fn reduce(value: Value) -> Value {
                 .map(|(key, value)| {
                     let value = if key == "document" && !value.is_null() {
                         serde_json::json!({ "bytes": value.to_string().len() })
+                    } else if key == "secret" {
+                        // Webhook secrets sign deliveries; the log must not hand them out.
+                        Value::String("(redacted)".into())
                     } else {
                         reduce(value)
                     };
@@ -285,5 +319,14 @@ mod tests {
             Some(serde_json::json!({ "unparsed_bytes": 8 }))
         );
         assert_eq!(summarize(b""), None);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let body =
+            serde_json::json!({ "webhooks": [{ "url": "https://x", "secret": "s3cr3t-value" }] });
+        let summary = summarize(body.to_string().as_bytes()).expect("a summary");
+        assert_eq!(summary["webhooks"][0]["secret"], "(redacted)");
+        assert_eq!(summary["webhooks"][0]["url"], "https://x");
     }
 }

@@ -170,6 +170,10 @@ fn client_id_prefix(value: &str) -> Result<String, String> {
             "{value:?} is not a client id prefix (at most 100 of letters, digits, '-', '_' and ':')"
         ))
     }
+    /// How often the rollout orchestrator checks its rollouts, in milliseconds, when nothing
+    /// else wakes it (execution changes and operators' actions do).
+    #[arg(long, env = "FLOTILLA_ROLLOUT_TICK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    rollout_tick_ms: u64,
 }
 
 /// A request rate: a positive number of requests per second.
@@ -282,6 +286,10 @@ pub fn main() -> anyhow::Result<()> {
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
                     reconcile_budget: args.reconcile_budget,
                     artifacts: args.artifacts.into(),
+                    rollouts: crate::rollouts::RolloutSettings {
+                        tick: Duration::from_millis(args.rollout_tick_ms),
+                        ..Default::default()
+                    },
                 };
                 let server = app::start(config).await?;
                 println!("Flotilla is running at http://{}/", server.addr);

@@ -9,6 +9,8 @@
 //! - [`api`]: the JSON API under `/api/v1`.
 //! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
+//! - [`rollouts`]: staged rollouts (waves, gates, failure policies, webhooks) and their
+//!   orchestrator.
 //! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
 //! - [`artifacts`]: the bucket artifacts live in (through `aws-sdk-s3`), and [`signing`]:
 //!   ECDSA P-256 code signing with a key file or AWS KMS.
@@ -23,4 +25,5 @@ pub mod iot;
 pub mod ops;
 pub mod projection;
 pub mod signing;
+pub mod rollouts;
 pub mod stream;

@@ -65,6 +65,11 @@ impl ChangeHub {
             shutdown,
         }
     }
+
+    /// Every change of the projection from now on (the rollout orchestrator wakes on them).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
+        self.sender.subscribe()
+    }
 }
 
 /// Feed rows after `after`, optionally of one job, oldest first.

@@ -233,6 +233,7 @@ async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duratio
         reconcile_every: Duration::from_secs(3600),
         reconcile_budget: 10.0,
         artifacts: Default::default(),
+        rollouts: Default::default(),
     })
     .await?;
     let mut response = reqwest::get(format!(

@@ -631,7 +631,7 @@ async fn deploy(
     .bind(&job_id)
     .execute(&state.pool)
     .await?;
-    if let Err(error) = jobs::create_job(&state, new_job).await {
+    if let Err(error) = jobs::create_job(&state.iot, new_job).await {
         sqlx::query(
             "delete from server.artifact_deployments where artifact_id = $1 and job_id = $2",
         )
@@ -639,7 +639,7 @@ async fn deploy(
         .bind(&job_id)
         .execute(&state.pool)
         .await?;
-        return Err(error);
+        return Err(error.into());
     }
     Ok((
         StatusCode::CREATED,

@@ -15,7 +15,7 @@ use flotilla_engine::jobs::cron::Cron;
 
 /// The SDK's form of a job's options, ready for CreateJob.
 #[derive(Debug, Default)]
-pub(super) struct JobOptions {
+pub(crate) struct JobOptions {
     pub target_selection: Option<TargetSelection>,
     pub rollout: Option<JobExecutionsRolloutConfig>,
     pub abort: Option<AbortConfig>,
@@ -27,7 +27,7 @@ pub(super) struct JobOptions {
 
 /// Collects field messages.
 #[derive(Debug, Default)]
-pub(super) struct Problems(pub Vec<FieldError>);
+pub(crate) struct Problems(pub Vec<FieldError>);
 
 impl Problems {
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -37,7 +37,7 @@ impl Problems {
         });
     }
 
-    fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
+    pub(crate) fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
         if !ok {
             self.add(field, message());
         }
@@ -59,7 +59,7 @@ fn aws_date_time(t: DateTime<Utc>) -> String {
 }
 
 /// Checks every option of `request` as of `now`; the SDK types when all are valid.
-pub(super) fn validate(
+pub(crate) fn validate(
     request: &CreateJob,
     now: DateTime<Utc>,
     problems: &mut Problems,

@@ -39,33 +39,36 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Everything CreateJob needs, validated.
-pub(super) struct NewJob {
+pub(crate) struct NewJob {
     pub job_id: String,
-    description: Option<String>,
-    targets: Vec<String>,
-    document: String,
-    options: JobOptions,
+    pub description: Option<String>,
+    /// Thing and thing group ARNs.
+    pub targets: Vec<String>,
+    pub document: String,
+    pub options: JobOptions,
 }
 
-/// Resolves targets to ARNs; unknown ones become field messages.
-async fn resolve_targets(
-    state: &AppState,
-    request: &CreateJob,
+/// Resolves thing and thing-group names to ARNs; unknown ones become field messages under
+/// `fields` (of things, of groups).
+pub(crate) async fn resolve_targets(
+    iot: &crate::iot::Iot,
+    things: &[String],
+    groups: &[String],
+    fields: (&str, &str),
     problems: &mut Problems,
 ) -> Result<Vec<String>, ApiError> {
     let mut targets = Vec::new();
-    for thing in &request.things {
-        match state.iot.thing_arn(thing).await {
+    for thing in things {
+        match iot.thing_arn(thing).await {
             Ok(arn) => targets.push(arn),
             Err(IotError::NotFound(_)) => {
-                problems.add("things", format!("no thing named {thing:?}"))
+                problems.add(fields.0, format!("no thing named {thing:?}"))
             }
             Err(other) => return Err(other.into()),
         }
     }
-    for group in &request.thing_groups {
-        let described = state
-            .iot
+    for group in groups {
+        let described = iot
             .sdk()
             .describe_thing_group()
             .thing_group_name(group)
@@ -75,7 +78,7 @@ async fn resolve_targets(
         match described {
             Ok(out) => targets.push(out.thing_group_arn.unwrap_or_default()),
             Err(IotError::NotFound(_)) => {
-                problems.add("thing_groups", format!("no thing group named {group:?}"));
+                problems.add(fields.1, format!("no thing group named {group:?}"));
             }
             Err(other) => return Err(other.into()),
         }
@@ -157,7 +160,14 @@ pub(super) async fn validate(state: &AppState, request: CreateJob) -> Result<New
     let options = job_options::validate(&request, chrono::Utc::now(), &mut problems);
     // Look the targets up only for an otherwise valid request: it costs IoT calls.
     let targets = if problems.0.is_empty() {
-        resolve_targets(state, &request, &mut problems).await?
+        resolve_targets(
+            &state.iot,
+            &request.things,
+            &request.thing_groups,
+            ("things", "thing_groups"),
+            &mut problems,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -173,12 +183,10 @@ pub(super) async fn validate(state: &AppState, request: CreateJob) -> Result<New
     })
 }
 
-/// CreateJob with every option.
-pub(super) async fn create_job(state: &AppState, job: NewJob) -> Result<(), ApiError> {
+/// CreateJob with every option: the one way the API and the rollout orchestrator create jobs.
+pub(crate) async fn create_job(iot: &crate::iot::Iot, job: NewJob) -> Result<(), IotError> {
     let options = job.options;
-    state
-        .iot
-        .sdk()
+    iot.sdk()
         .create_job()
         .job_id(&job.job_id)
         .set_targets(Some(job.targets))
@@ -211,7 +219,13 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
     let job = validate(&state, request).await?;
     let job_id = job.job_id.clone();
-    create_job(&state, job).await?;
+    create_job(&state.iot, job)
+        .await
+        .map_err(|error| match error {
+            // The only resources CreateJob looks up are its targets.
+            IotError::NotFound(message) => ApiError::field("things", message),
+            other => other.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(refreshed(&state, &job_id).await?)))
 }
 

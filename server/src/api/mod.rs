@@ -6,6 +6,7 @@
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
+//! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
 //! - `GET /audit`: the audit log.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
@@ -15,8 +16,10 @@ mod fleet;
 mod job_options;
 mod jobs;
 pub mod openapi;
+pub(crate) mod job_options;
+pub(crate) mod jobs;
 mod projection_reads;
-mod templates;
+pub(crate) mod templates;
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::get;
@@ -39,6 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(fleet::router())
         .merge(templates::router())
         .merge(artifacts::router())
+        .merge(crate::rollouts::routes::router())
         .route("/audit", get(audit))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })

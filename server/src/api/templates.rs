@@ -74,7 +74,7 @@ const SELECT_VERSION: &str = "select t.template_id, v.version, t.latest_version,
      join server.job_template_versions v on v.template_id = t.template_id";
 
 /// Version `version` of a template (the latest when `None`).
-pub(super) async fn load(
+pub(crate) async fn load(
     pool: &PgPool,
     template_id: &str,
     version: Option<i32>,
@@ -241,7 +241,7 @@ fn check_value(parameter: &TemplateParameter, value: &Value) -> Result<(), Strin
 
 /// Renders `template` with `values`: every parameter checked, placeholders replaced. Field
 /// messages are under `field_prefix` (`parameters`).
-pub(super) fn render(
+pub(crate) fn render(
     template: &Template,
     values: &BTreeMap<String, Value>,
     problems: &mut Problems,

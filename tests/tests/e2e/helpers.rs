@@ -64,6 +64,46 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// A local-mode server on `db`, every listener on an ephemeral loopback port, its artifacts
+/// in a temporary folder named after the database and `suffix`.
+fn local_config(
+    db: &TestDb,
+    suffix: &str,
+    devices: usize,
+    things: &[&str],
+    rollouts: flotilla_server::rollouts::RolloutSettings,
+) -> ServeConfig {
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    let signing_key = signing_key_path(db, suffix);
+    if !signing_key.exists() {
+        flotilla_server::signing::generate_key_file(&signing_key).expect("writing a signing key");
+    }
+    ServeConfig {
+        database_url: db.url.clone(),
+        listen: loopback,
+        iot: IotMode::Local {
+            mqtt_listen: loopback,
+            mqtts_listen: Some(loopback),
+            engine_listen: loopback,
+            s3_listen: loopback,
+            artifact_dir: std::env::temp_dir()
+                .join(format!("flotilla-test-artifacts-{}{suffix}", db.name)),
+            simulate: devices,
+            register: things.iter().map(|t| (*t).to_owned()).collect(),
+            device_token_secret: None,
+        },
+        region: "us-east-1".into(),
+        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        reconcile_every: Duration::from_millis(500),
+        reconcile_budget: 50.0,
+        artifacts: flotilla_server::artifacts::ArtifactConfig {
+            signing_key: Some(signing_key),
+            ..Default::default()
+        },
+        rollouts,
+    }
+}
+
 /// A running server in local mode with a simulated fleet, and an HTTP client for it.
 pub struct TestApp {
     pub server: RunningServer,
@@ -79,35 +119,19 @@ impl TestApp {
 
     /// Starts with `devices` simulated devices and `things` registered (no agent for them).
     pub async fn start_with(devices: usize, things: &[&str]) -> Self {
+        Self::start_with_rollouts(devices, things, Default::default()).await
+    }
+
+    /// Like [`Self::start_with`], with the rollout orchestrator's tick and clock given.
+    pub async fn start_with_rollouts(
+        devices: usize,
+        things: &[&str],
+        rollouts: flotilla_server::rollouts::RolloutSettings,
+    ) -> Self {
         let db = TestDb::create().await;
-        let loopback = "127.0.0.1:0".parse().expect("address");
-        let signing_key = signing_key_path(&db);
-        flotilla_server::signing::generate_key_file(&signing_key).expect("writing a signing key");
-        let server = app::start(ServeConfig {
-            database_url: db.url.clone(),
-            listen: loopback,
-            iot: IotMode::Local {
-                mqtt_listen: loopback,
-                mqtts_listen: Some(loopback),
-                engine_listen: loopback,
-                s3_listen: loopback,
-                artifact_dir: std::env::temp_dir()
-                    .join(format!("flotilla-test-artifacts-{}", db.name)),
-                simulate: devices,
-                register: things.iter().map(|t| (*t).to_owned()).collect(),
-                device_token_secret: None,
-            },
-            region: "us-east-1".into(),
-            static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
-            reconcile_every: Duration::from_millis(500),
-            reconcile_budget: 50.0,
-            artifacts: flotilla_server::artifacts::ArtifactConfig {
-                signing_key: Some(signing_key),
-                ..Default::default()
-            },
-        })
-        .await
-        .expect("starting the server");
+        let server = app::start(local_config(&db, "", devices, things, rollouts))
+            .await
+            .expect("starting the server");
         let base = format!("http://{}", server.addr);
         Self {
             server,
@@ -115,6 +139,16 @@ impl TestApp {
             http: reqwest::Client::new(),
             base,
         }
+    }
+
+    /// A second server (a replica) on this one's database, with its own engine and no devices.
+    pub async fn start_replica(
+        &self,
+        rollouts: flotilla_server::rollouts::RolloutSettings,
+    ) -> RunningServer {
+        app::start(local_config(&self.db, "-replica", 0, &[], rollouts))
+            .await
+            .expect("starting the replica")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -139,7 +173,7 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.shutdown().await;
-        let _ = std::fs::remove_file(signing_key_path(&self.db));
+        let _ = std::fs::remove_file(signing_key_path(&self.db, ""));
         let _ = std::fs::remove_dir_all(
             std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
         );
@@ -148,8 +182,8 @@ impl TestApp {
 }
 
 /// The test server's code-signing key file.
-fn signing_key_path(db: &TestDb) -> PathBuf {
-    std::env::temp_dir().join(format!("flotilla-test-signing-{}.pem", db.name))
+fn signing_key_path(db: &TestDb, suffix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("flotilla-test-signing-{}{suffix}.pem", db.name))
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.

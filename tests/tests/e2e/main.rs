@@ -21,5 +21,6 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod projection;
+mod rollouts;
 mod seed_device;
 mod test_engine;

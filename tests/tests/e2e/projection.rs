@@ -488,6 +488,7 @@ async fn a_client_of_one_server_sees_a_job_created_on_another() {
         reconcile_every: Duration::from_millis(500),
         reconcile_budget: 50.0,
         artifacts: Default::default(),
+        rollouts: Default::default(),
     })
     .await
     .expect("starting the second server");
@@ -565,6 +566,7 @@ async fn readiness_and_metrics_report_the_server() {
         reconcile_every: Duration::from_secs(60),
         reconcile_budget: 1.0,
         artifacts: Default::default(),
+        rollouts: Default::default(),
     })
     .await
     .expect("starting a server with an unreachable IoT");
