@@ -1,7 +1,11 @@
 //! `cargo xtask`: the one entry point for developer and CI tasks.
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
-//! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
+//! - `ci`: what CI runs — formatting, lints, the container recipe, the frontend and server
+//!   builds and every test.
+//! - `dockerfile`: CI's checks of the container recipe alone (hadolint, and its build commands).
+//! - `frontend`, `frontend-tools`: the web UI's bundle, or only the tools that make it (the
+//!   container image runs both, so it builds the UI exactly as CI does; see [`docker`]).
 //! - `bench simulate | engine | server`: the benchmarks; figures go to `docs/benchmarks.md`.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
@@ -10,6 +14,7 @@
 mod bench;
 mod bench_engine;
 mod bench_server;
+mod docker;
 mod frontend;
 mod postgres;
 mod python;
@@ -29,8 +34,20 @@ fn main() -> Result<()> {
             use_ci_target_dir()?;
             frontend::build(&workspace_root())
         }
+        Some("dockerfile") => {
+            use_ci_target_dir()?;
+            let root = workspace_root();
+            let python = python::ensure_venv(&root.join(target_dir(&root)))?;
+            docker::check(&root, &python)
+        }
+        Some("frontend-tools") => {
+            use_ci_target_dir()?;
+            frontend::ensure_tools(&workspace_root()).map(drop)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <demo | ci | frontend | bench simulate|engine|server>");
+            eprintln!(
+                "usage: cargo xtask <demo | ci | dockerfile | frontend | frontend-tools | bench simulate|engine|server>"
+            );
             std::process::exit(2);
         }
     }
@@ -143,8 +160,11 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    frontend::build(&root)?;
     let python = python::ensure_venv(&root.join(&target))?;
+    docker::check(&root, &python)?;
+    frontend::build(&root)?;
+    // The image's server build, in the dev profile: the same command but for `--release`.
+    run(cargo(&root).args(docker::SERVER_BUILD))?;
     let postgres = postgres::Postgres::ensure(&root, &target)?;
     run(cargo(&root)
         .args(["test", "--workspace", "--locked"])

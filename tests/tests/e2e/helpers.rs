@@ -80,28 +80,8 @@ impl TestApp {
     /// Starts with `devices` simulated devices and `things` registered (no agent for them).
     pub async fn start_with(devices: usize, things: &[&str]) -> Self {
         let db = TestDb::create().await;
-        let loopback = "127.0.0.1:0".parse().expect("address");
-        let server = app::start(ServeConfig {
-            database_url: db.url.clone(),
-            listen: loopback,
-            iot: IotMode::Local {
-                mqtt_listen: loopback,
-                mqtts_listen: Some(loopback),
-                engine_listen: loopback,
-                s3_listen: loopback,
-                artifact_dir: std::env::temp_dir()
-                    .join(format!("flotilla-test-artifacts-{}", db.name)),
-                simulate: devices,
-                register: things.iter().map(|t| (*t).to_owned()).collect(),
-                device_token_secret: None,
-            },
-            region: "us-east-1".into(),
-            static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
-            reconcile_every: Duration::from_millis(500),
-            reconcile_budget: 50.0,
-        })
-        .await
-        .expect("starting the server");
+        let config = local_config(&db, &artifact_dir(&db.name), devices, things);
+        let server = app::start(config).await.expect("starting the server");
         let base = format!("http://{}", server.addr);
         Self {
             server,
@@ -128,10 +108,42 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.shutdown().await;
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
-        );
+        let _ = std::fs::remove_dir_all(artifact_dir(&self.db.name));
         self.db.drop_database().await;
+    }
+}
+
+/// A temporary artifact folder named after `name`.
+pub fn artifact_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("flotilla-test-artifacts-{name}"))
+}
+
+/// The configuration of a server in local mode on `db`: every listener on an ephemeral
+/// loopback port, artifacts in `artifacts`, `devices` simulated devices and `things` registered.
+pub fn local_config(
+    db: &TestDb,
+    artifacts: &std::path::Path,
+    devices: usize,
+    things: &[&str],
+) -> ServeConfig {
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    ServeConfig {
+        database_url: db.url.clone(),
+        listen: loopback,
+        iot: IotMode::Local {
+            mqtt_listen: loopback,
+            mqtts_listen: Some(loopback),
+            engine_listen: loopback,
+            s3_listen: loopback,
+            artifact_dir: artifacts.to_path_buf(),
+            simulate: devices,
+            register: things.iter().map(|t| (*t).to_owned()).collect(),
+            device_token_secret: None,
+        },
+        region: "us-east-1".into(),
+        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        reconcile_every: Duration::from_millis(500),
+        reconcile_budget: 50.0,
     }
 }
 

@@ -8,6 +8,7 @@ mod api_jobs;
 mod api_support;
 mod api_templates;
 mod broker_tls;
+mod deploy;
 mod device_isolation;
 mod engine_api;
 mod engine_mqtt;
