@@ -25,7 +25,9 @@ COPY --from=planner /src/recipe.json recipe.json
 # The UI's dependencies: this layer is reused until a manifest or Cargo.lock changes.
 RUN cargo chef cook --recipe-path recipe.json --profile wasm-release --target wasm32-unknown-unknown --package flotilla-frontend
 # wasm-bindgen of Cargo.lock's version and wasm-opt, installed by xtask under target/tools:
-# reused until xtask or a manifest changes.
+# reused until xtask or a manifest changes. The real root manifest goes in too: cargo-chef's
+# skeleton of it lacks the `[workspace.lints]` that xtask's manifest inherits.
+COPY Cargo.toml ./
 COPY .cargo .cargo
 COPY xtask xtask
 RUN cargo xtask frontend-tools
