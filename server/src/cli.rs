@@ -229,6 +229,11 @@ struct SimulateArgs {
     device_token_secret: Option<String>,
 }
 
+/// The command line's definition, for tests that hold the documentation to it.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -18,9 +18,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::run;
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
-const CRATE: &str = "flotilla-frontend";
-const PROFILE: &str = "wasm-release";
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+pub const CRATE: &str = "flotilla-frontend";
+pub const PROFILE: &str = "wasm-release";
 /// The base name of the files in `static/pkg/`, which `static/index.html` imports.
 const OUT_NAME: &str = "flotilla_frontend";
 /// The npm `binaryen` release that provides wasm-opt.
@@ -40,7 +40,6 @@ const WASM_FEATURES: &[&str] = &[
 pub fn build(root: &Path) -> Result<()> {
     let started = Instant::now();
     let target_dir = target_dir(root)?;
-    let tools = target_dir.join("tools");
     let out_dir = root.join("static").join("pkg");
 
     step(&format!("checking the Rust target {WASM_TARGET}"));
@@ -70,12 +69,10 @@ pub fn build(root: &Path) -> Result<()> {
         bail!("cargo reported success but {} is missing", wasm.display());
     }
 
-    step("finding wasm-bindgen");
-    let version = wasm_bindgen_version(&root.join("Cargo.lock"))?;
-    let wasm_bindgen = ensure_wasm_bindgen(&version, &tools)?;
-
-    step("finding wasm-opt");
-    let wasm_opt = ensure_wasm_opt(&tools)?;
+    let Tools {
+        wasm_bindgen,
+        wasm_opt,
+    } = ensure_tools(root)?;
 
     step(&format!(
         "generating the JS bindings in {}",
@@ -141,6 +138,28 @@ pub fn build(root: &Path) -> Result<()> {
         out_dir.display()
     );
     Ok(())
+}
+
+/// The CLIs that turn the compiled module into the bundle.
+pub struct Tools {
+    wasm_bindgen: PathBuf,
+    wasm_opt: PathBuf,
+}
+
+/// Finds or installs the bundle's tools under `<target>/tools/`: wasm-bindgen of Cargo.lock's
+/// version and wasm-opt. `cargo xtask frontend-tools` runs only this, so the image caches the
+/// tools in a layer of their own.
+pub fn ensure_tools(root: &Path) -> Result<Tools> {
+    let tools = target_dir(root)?.join("tools");
+    step("finding wasm-bindgen");
+    let version = wasm_bindgen_version(&root.join("Cargo.lock"))?;
+    let wasm_bindgen = ensure_wasm_bindgen(&version, &tools)?;
+    step("finding wasm-opt");
+    let wasm_opt = ensure_wasm_opt(&tools)?;
+    Ok(Tools {
+        wasm_bindgen,
+        wasm_opt,
+    })
 }
 
 /// Where cargo puts build output: `CARGO_TARGET_DIR` (relative to the current folder, as cargo

@@ -1,7 +1,11 @@
 //! `cargo xtask`: the one entry point for developer and CI tasks.
 //!
 //! - `demo`: build everything and run Flotilla in local mode with a simulated fleet.
-//! - `ci`: what CI runs — formatting, lints, the frontend build and every test.
+//! - `ci`: what CI runs — formatting, lints, the container recipe, the frontend and server
+//!   builds and every test.
+//! - `dockerfile`: CI's checks of the container recipe alone (hadolint, and its build commands).
+//! - `frontend`, `frontend-tools`: the web UI's bundle, or only the tools that make it (the
+//!   container image runs both, so it builds the UI exactly as CI does; see [`docker`]).
 //! - `bench simulate | engine | server | artifacts`: the benchmarks; figures go to `docs/benchmarks.md`.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
@@ -12,6 +16,7 @@
 mod bench;
 mod bench_engine;
 mod bench_server;
+mod docker;
 mod frontend;
 mod postgres;
 mod python;
@@ -38,9 +43,19 @@ fn main() -> Result<()> {
             println!("{}", python.display());
             Ok(())
         }
+        Some("dockerfile") => {
+            use_ci_target_dir()?;
+            let root = workspace_root();
+            let python = python::ensure_venv(&root.join(target_dir(&root)))?;
+            docker::check(&root, &python)
+        }
+        Some("frontend-tools") => {
+            use_ci_target_dir()?;
+            frontend::ensure_tools(&workspace_root()).map(drop)
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | frontend | python | bench simulate|engine|server|artifacts>"
+                "usage: cargo xtask <demo | ci | dockerfile | frontend | frontend-tools | python | bench simulate|engine|server|artifacts>"
             );
             std::process::exit(2);
         }
@@ -154,8 +169,11 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    frontend::build(&root)?;
     let python = python::ensure_venv(&root.join(&target))?;
+    docker::check(&root, &python)?;
+    frontend::build(&root)?;
+    // The image's server build, in the dev profile: the same command but for `--release`.
+    run(cargo(&root).args(docker::SERVER_BUILD))?;
     let postgres = postgres::Postgres::ensure(&root, &target)?;
     run(cargo(&root)
         .args(["test", "--workspace", "--locked"])

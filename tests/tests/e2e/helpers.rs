@@ -66,7 +66,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 /// A local-mode server on `db`, every listener on an ephemeral loopback port, its artifacts
 /// in a temporary folder named after the database and `suffix`.
-fn local_config(
+pub fn local_config(
     db: &TestDb,
     suffix: &str,
     devices: usize,
@@ -86,8 +86,7 @@ fn local_config(
             mqtts_listen: Some(loopback),
             engine_listen: loopback,
             s3_listen: loopback,
-            artifact_dir: std::env::temp_dir()
-                .join(format!("flotilla-test-artifacts-{}{suffix}", db.name)),
+            artifact_dir: artifact_dir(db, suffix),
             simulate: devices,
             register: things.iter().map(|t| (*t).to_owned()).collect(),
             device_token_secret: None,
@@ -168,17 +167,20 @@ impl TestApp {
 
     /// Where the test's artifact store keeps its files.
     pub fn artifact_dir(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name))
+        artifact_dir(&self.db, "")
     }
 
     pub async fn stop(self) {
         self.server.shutdown().await;
         let _ = std::fs::remove_file(signing_key_path(&self.db, ""));
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", self.db.name)),
-        );
+        let _ = std::fs::remove_dir_all(artifact_dir(&self.db, ""));
         self.db.drop_database().await;
     }
+}
+
+/// The artifact folder of a test server on `db` (`suffix` tells replicas apart).
+pub fn artifact_dir(db: &TestDb, suffix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("flotilla-test-artifacts-{}{suffix}", db.name))
 }
 
 /// The test server's code-signing key file.

@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually};
+use crate::helpers::{TestApp, eventually, local_config};
 
 /// A device: a real MQTT client connected as its thing.
 struct Device {
@@ -468,28 +468,7 @@ async fn the_stream_is_live_and_resumes_from_last_event_id_without_a_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_one_server_sees_a_job_created_on_another() {
     let a = TestApp::start_with(0, &["proj-two-1"]).await;
-    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let b = app::start(ServeConfig {
-        database_url: a.db.url.clone(),
-        listen: loopback,
-        iot: IotMode::Local {
-            mqtt_listen: loopback,
-            mqtts_listen: None,
-            engine_listen: loopback,
-            s3_listen: loopback,
-            artifact_dir: std::env::temp_dir()
-                .join(format!("flotilla-test-artifacts-{}-b", a.db.name)),
-            simulate: 0,
-            register: Vec::new(),
-            device_token_secret: None,
-        },
-        region: "us-east-1".into(),
-        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static"),
-        reconcile_every: Duration::from_millis(500),
-        reconcile_budget: 50.0,
-        artifacts: Default::default(),
-        rollouts: Default::default(),
-    })
+    let b = app::start(local_config(&a.db, "-b", 0, &[], Default::default()))
     .await
     .expect("starting the second server");
     let mut on_b = SseClient::connect(&format!("http://{}", b.addr), "", None).await;
