@@ -51,6 +51,8 @@ pub enum IotMode {
     Aws {
         /// Overrides the IoT control-plane endpoint URL.
         iot_endpoint: Option<String>,
+        /// Overrides the S3 endpoint URL (addressed path-style, as S3-compatible stores want).
+        s3_endpoint: Option<String>,
         /// The event subscriber; without it only reconciliation follows the jobs.
         events: Option<AwsEvents>,
         /// Fixed credentials instead of the default chain (for an application that embeds
@@ -329,6 +331,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         }
         IotMode::Aws {
             iot_endpoint,
+            s3_endpoint,
             events,
             credentials,
         } => {
@@ -343,6 +346,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
                 builder = builder.endpoint_url(endpoint);
             }
             let iot = Iot::new(aws_sdk_iot::Client::from_conf(builder.build()));
+            let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+            if let Some(endpoint) = s3_endpoint {
+                s3 = s3.endpoint_url(endpoint).force_path_style(true);
+            }
             let events = match events {
                 Some(events) => Some(aws_event_source(&iot, events).await?),
                 None => {
@@ -355,7 +362,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             };
             (
                 iot,
-                aws_sdk_s3::Client::new(&shared),
+                aws_sdk_s3::Client::from_conf(s3.build()),
                 None,
                 events,
                 0,

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// AWS mode: override the IoT control-plane endpoint URL.
     #[arg(long, env = "FLOTILLA_IOT_ENDPOINT")]
     iot_endpoint: Option<String>,
+    /// AWS mode: override the S3 endpoint URL (path-style addressing).
+    #[arg(long, env = "FLOTILLA_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
     #[command(flatten)]
     events: EventArgs,
     /// Folder of the web UI (index.html, style.css, pkg/).
@@ -113,6 +116,10 @@ struct ServeArgs {
     reconcile_budget: f64,
     #[command(flatten)]
     artifacts: crate::artifacts::ArtifactArgs,
+    /// How often the rollout orchestrator checks its rollouts, in milliseconds, when nothing
+    /// else wakes it (execution changes and operators' actions do).
+    #[arg(long, env = "FLOTILLA_ROLLOUT_TICK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    rollout_tick_ms: u64,
 }
 
 /// AWS mode's job-event subscriber (MQTT with mutual TLS to the account's data endpoint). It
@@ -170,10 +177,6 @@ fn client_id_prefix(value: &str) -> Result<String, String> {
             "{value:?} is not a client id prefix (at most 100 of letters, digits, '-', '_' and ':')"
         ))
     }
-    /// How often the rollout orchestrator checks its rollouts, in milliseconds, when nothing
-    /// else wakes it (execution changes and operators' actions do).
-    #[arg(long, env = "FLOTILLA_ROLLOUT_TICK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
-    rollout_tick_ms: u64,
 }
 
 /// A request rate: a positive number of requests per second.
@@ -282,6 +285,7 @@ pub fn main() -> anyhow::Result<()> {
                         },
                         Iot::Aws => IotMode::Aws {
                             iot_endpoint: args.iot_endpoint,
+                            s3_endpoint: args.s3_endpoint,
                             events: args.events.into_config(),
                             credentials: None,
                         },

@@ -24,6 +24,6 @@ pub mod db;
 pub mod iot;
 pub mod ops;
 pub mod projection;
-pub mod signing;
 pub mod rollouts;
+pub mod signing;
 pub mod stream;

@@ -180,6 +180,7 @@ async fn main() -> Result<()> {
             signing_key: Some(key),
             ..Default::default()
         },
+        rollouts: Default::default(),
     })
     .await?;
     let base = format!("http://{}", server.addr);

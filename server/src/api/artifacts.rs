@@ -168,7 +168,8 @@ async fn upload_view(
 }
 
 /// `POST /artifacts/uploads`: starts a multipart upload and answers its part URLs.
-async fn create_upload(
+#[utoipa::path(post, path = "/api/v1/artifacts/uploads", operation_id = "artifacts_create_upload", tag = "artifacts", request_body(content = Object, description = "name, version, size, content type, hardware types and SHA-256 of the file"), responses((status = 201, description = "The upload with its presigned part URLs", body = Object), ApiError))]
+pub(crate) async fn create_upload(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<Upload>), ApiError> {
@@ -271,7 +272,8 @@ async fn ensure_new(state: &AppState, name: &str, version: &str) -> Result<(), A
 }
 
 /// `GET /artifacts/uploads/{id}`: fresh part URLs and which parts arrived (to resume).
-async fn upload(
+#[utoipa::path(get, path = "/api/v1/artifacts/uploads/{upload_id}", operation_id = "artifacts_upload", tag = "artifacts", params(("upload_id" = String, Path, description = "The upload id")), responses((status = 200, description = "The upload with fresh part URLs and the parts received", body = Object), ApiError))]
+pub(crate) async fn upload(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
 ) -> Result<Json<Upload>, ApiError> {
@@ -284,7 +286,8 @@ async fn upload(
 }
 
 /// `DELETE /artifacts/uploads/{id}`: abandons the upload; the store drops its parts.
-async fn abort_upload(
+#[utoipa::path(delete, path = "/api/v1/artifacts/uploads/{upload_id}", operation_id = "artifacts_abort_upload", tag = "artifacts", params(("upload_id" = String, Path, description = "The upload id")), responses((status = 204, description = "Abandoned", body = Object), ApiError))]
+pub(crate) async fn abort_upload(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -350,7 +353,8 @@ fn missing_parts(row: &UploadRow, stored: &[StoredPart]) -> Option<String> {
 
 /// `POST /artifacts/uploads/{id}/complete`: checks the parts, completes the object, verifies
 /// its SHA-256, signs it and registers the artifact.
-async fn complete(
+#[utoipa::path(post, path = "/api/v1/artifacts/uploads/{upload_id}/complete", operation_id = "artifacts_complete", tag = "artifacts", params(("upload_id" = String, Path, description = "The upload id")), request_body(content = Object, description = "the parts uploaded"), responses((status = 201, description = "The verified, signed artifact", body = Object), ApiError))]
+pub(crate) async fn complete(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
     ApiJson(request): ApiJson<CompleteUpload>,
@@ -499,7 +503,8 @@ async fn load(state: &AppState, id: &str) -> Result<ArtifactRow, ApiError> {
 }
 
 /// `GET /artifacts`: newest first.
-async fn list(State(state): State<AppState>) -> Result<Json<ArtifactList>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/artifacts", operation_id = "artifacts_list", tag = "artifacts", responses((status = 200, description = "Artifacts, newest first", body = Object), ApiError))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ArtifactList>, ApiError> {
     let rows: Vec<ArtifactRow> = sqlx::query_as(&format!(
         "select {ARTIFACT_COLUMNS} from server.artifacts order by created_at desc, id limit 1000"
     ))
@@ -510,7 +515,8 @@ async fn list(State(state): State<AppState>) -> Result<Json<ArtifactList>, ApiEr
     }))
 }
 
-async fn detail(
+#[utoipa::path(get, path = "/api/v1/artifacts/{id}", operation_id = "artifacts_detail", tag = "artifacts", params(("id" = String, Path, description = "The artifact id")), responses((status = 200, description = "The artifact", body = Object), ApiError))]
+pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Artifact>, ApiError> {
@@ -518,7 +524,8 @@ async fn detail(
 }
 
 /// `GET /artifacts/{id}/download`: a redirect to a short-lived presigned URL of the store.
-async fn download(
+#[utoipa::path(get, path = "/api/v1/artifacts/{id}/download", operation_id = "artifacts_download", tag = "artifacts", params(("id" = String, Path, description = "The artifact id")), responses((status = 307, description = "Redirect to a presigned GET URL", body = Object), ApiError))]
+pub(crate) async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Redirect, ApiError> {
@@ -531,7 +538,8 @@ async fn download(
 }
 
 /// `DELETE /artifacts/{id}`: refused while an unfinished job (or, later, rollout) uses it.
-async fn delete(
+#[utoipa::path(delete, path = "/api/v1/artifacts/{id}", operation_id = "artifacts_delete", tag = "artifacts", params(("id" = String, Path, description = "The artifact id")), responses((status = 204, description = "Deleted", body = Object), ApiError))]
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -567,7 +575,8 @@ async fn delete(
 
 /// `POST /artifacts/{id}/deploy`: an install job for the artifact, through the jobs API's own
 /// validation and CreateJob.
-async fn deploy(
+#[utoipa::path(post, path = "/api/v1/artifacts/{id}/deploy", operation_id = "artifacts_deploy", tag = "artifacts", params(("id" = String, Path, description = "The artifact id")), request_body(content = Object, description = "job options, targets and install handler"), responses((status = 201, description = "The install job as created", body = Object), ApiError))]
+pub(crate) async fn deploy(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<DeployArtifact>,
@@ -648,7 +657,8 @@ async fn deploy(
 }
 
 /// `GET /signing/public-key`: the PEM public key devices trust (the agent's `--trusted-key`).
-async fn public_key(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/v1/signing/public-key", operation_id = "artifacts_public_key", tag = "artifacts", responses((status = 200, description = "The code-signing public key (PEM)", body = Object), ApiError))]
+pub(crate) async fn public_key(State(state): State<AppState>) -> Result<Response, ApiError> {
     let pem = signer(&state)?.public_key_pem().to_owned();
     Ok((
         [

@@ -201,11 +201,7 @@ pub(crate) async fn create_job(iot: &crate::iot::Iot, job: NewJob) -> Result<(),
         .set_presigned_url_config(options.presigned_url)
         .send()
         .await
-        .map_err(|error| match IotError::from_sdk(error) {
-            // The only resources CreateJob looks up are its targets.
-            IotError::NotFound(message) => ApiError::field("things", message),
-            other => other.into(),
-        })?;
+        .map_err(IotError::from_sdk)?;
     Ok(())
 }
 

@@ -13,11 +13,9 @@
 mod artifacts;
 mod error;
 mod fleet;
-mod job_options;
-mod jobs;
-pub mod openapi;
 pub(crate) mod job_options;
 pub(crate) mod jobs;
+pub mod openapi;
 mod projection_reads;
 pub(crate) mod templates;
 

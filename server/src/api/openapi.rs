@@ -49,6 +49,27 @@ use super::{fleet, jobs, templates};
         templates::import_managed,
         templates::sync,
         super::audit,
+        super::artifacts::list,
+        super::artifacts::create_upload,
+        super::artifacts::upload,
+        super::artifacts::abort_upload,
+        super::artifacts::complete,
+        super::artifacts::detail,
+        super::artifacts::download,
+        super::artifacts::delete,
+        super::artifacts::deploy,
+        super::artifacts::public_key,
+        crate::rollouts::routes::list,
+        crate::rollouts::routes::create,
+        crate::rollouts::routes::preview_new,
+        crate::rollouts::routes::detail,
+        crate::rollouts::routes::preview_existing,
+        crate::rollouts::routes::pause,
+        crate::rollouts::routes::resume,
+        crate::rollouts::routes::cancel,
+        crate::rollouts::routes::promote,
+        crate::rollouts::routes::approve,
+        crate::rollouts::routes::retry_failed,
         document,
         crate::stream::stream,
         crate::ops::healthz,
@@ -60,6 +81,8 @@ use super::{fleet, jobs, templates};
         (name = "jobs", description = "Jobs and their executions, read from the server's projection"),
         (name = "fleet", description = "Things and thing groups as AWS IoT registers them"),
         (name = "templates", description = "Versioned job templates with typed parameters"),
+        (name = "artifacts", description = "Uploaded, signed builds and their deployment"),
+        (name = "rollouts", description = "Staged rollouts: waves, gates, failure policies"),
         (name = "audit", description = "Every mutation attempted through the API"),
         (name = "stream", description = "Live changes (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
@@ -100,7 +123,7 @@ mod tests {
     ];
 
     /// The application's router, on a database and an IoT client that are never reached.
-    fn router() -> axum::Router {
+    async fn router() -> axum::Router {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://unused.invalid/unused")
             .expect("a lazy pool");
@@ -110,14 +133,37 @@ mod tests {
             .build();
         let iot = crate::iot::Iot::new(aws_sdk_iot::Client::from_conf(sdk));
         let metrics = Arc::new(crate::ops::Metrics::default());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let artifacts =
+            crate::artifacts::Artifacts::start(s3, "us-east-1", &Default::default(), None, false)
+                .await
+                .expect("artifacts without a store");
+        let changed = tokio::sync::mpsc::unbounded_channel().0;
+        let projection = crate::projection::Projection::new(pool.clone(), iot.clone());
+        let rollouts = crate::rollouts::Orchestrator {
+            pool: pool.clone(),
+            iot: iot.clone(),
+            projection: projection.clone(),
+            changed: changed.clone(),
+            clock: Arc::new(flotilla_engine::clock::SystemClock),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: Arc::new(tokio::sync::Notify::new()),
+        };
         let state = AppState {
-            projection: crate::projection::Projection::new(pool.clone(), iot.clone()),
+            projection,
             changes: crate::stream::ChangeHub::new(
                 pool.clone(),
                 metrics.clone(),
                 CancellationToken::new(),
             ),
-            changed: tokio::sync::mpsc::unbounded_channel().0,
+            changed,
+            artifacts,
+            rollouts,
             pool,
             iot,
             metrics,
@@ -185,10 +231,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_route_is_documented_and_every_documented_route_is_served() {
-        let served = served(&router());
+        let served = served(&router().await);
         let documented = documented();
         assert!(
-            documented.len() >= 27,
+            documented.len() >= 48,
             "the document lost operations: {documented:?}"
         );
         let undocumented: Vec<_> = served.difference(&documented).collect();

@@ -232,7 +232,8 @@ async fn preview(
 }
 
 /// `POST /rollouts/preview`: what a create request would do now; nothing is stored.
-async fn preview_new(
+#[utoipa::path(post, path = "/api/v1/rollouts/preview", operation_id = "rollouts_preview_new", tag = "rollouts", request_body(content = Object, description = "a rollout as for create"), responses((status = 200, description = "The things each wave would hit and conflicts with running jobs", body = Object), ApiError))]
+pub(crate) async fn preview_new(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateRollout>,
 ) -> Result<Json<RolloutPreview>, ApiError> {
@@ -254,7 +255,8 @@ async fn preview_new(
 }
 
 /// `GET /rollouts/{id}/preview`: what the waves that have not started would take now.
-async fn preview_existing(
+#[utoipa::path(get, path = "/api/v1/rollouts/{rollout_id}/preview", operation_id = "rollouts_preview_existing", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), responses((status = 200, description = "The things each wave hits", body = Object), ApiError))]
+pub(crate) async fn preview_existing(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
 ) -> Result<Json<RolloutPreview>, ApiError> {
@@ -281,7 +283,8 @@ async fn preview_existing(
     ))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/rollouts", operation_id = "rollouts_create", tag = "rollouts", request_body(content = Object, description = "release, targets, waves, gates, policy, schedule, webhooks"), responses((status = 201, description = "The rollout as created", body = Object), ApiError))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(Actor(actor)): Extension<Actor>,
     ApiJson(request): ApiJson<CreateRollout>,
@@ -360,11 +363,12 @@ async fn create(
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/rollouts", operation_id = "rollouts_list", tag = "rollouts", responses((status = 200, description = "Rollouts, newest first", body = Object), ApiError))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RolloutList>, ApiError> {
@@ -378,7 +382,8 @@ async fn list(
     Ok(Json(RolloutList { rollouts }))
 }
 
-async fn detail(
+#[utoipa::path(get, path = "/api/v1/rollouts/{rollout_id}", operation_id = "rollouts_detail", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), responses((status = 200, description = "The rollout with its waves, gates and events", body = Object), ApiError))]
+pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
@@ -569,7 +574,8 @@ impl Act {
     }
 }
 
-async fn pause(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/pause", operation_id = "rollouts_pause", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn pause(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,
@@ -584,7 +590,8 @@ async fn pause(
 /// Resumes a paused rollout. A wave that failed its gates is accepted as it is (the
 /// operator's decision) and the next wave follows; to try its failed devices again, use
 /// retry-failed instead.
-async fn resume(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/resume", operation_id = "rollouts_resume", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,
@@ -606,7 +613,8 @@ async fn resume(
     act.commit(&state).await
 }
 
-async fn cancel(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/cancel", operation_id = "rollouts_cancel", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,
@@ -624,7 +632,8 @@ async fn cancel(
 /// Promote now: the current wave's remaining gates (soak, health check, approval) are
 /// waived and the next wave starts, or a wave waiting for its maintenance window starts
 /// without it. A wave whose job still runs, or that failed, cannot be promoted.
-async fn promote(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/promote", operation_id = "rollouts_promote", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn promote(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,
@@ -658,7 +667,8 @@ async fn promote(
 
 /// Approves the wave awaiting approval. The actor is the audit hook's; once requests are
 /// authenticated (issue 9) this is where the approver's role is checked.
-async fn approve(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/approve", operation_id = "rollouts_approve", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn approve(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,
@@ -686,7 +696,8 @@ async fn approve(
 
 /// Sends the release again to the current wave's things whose execution failed, in a new
 /// job; the wave runs again (and its gates are judged again) until that job ends.
-async fn retry_failed(
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/retry-failed", operation_id = "rollouts_retry_failed", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn retry_failed(
     State(state): State<AppState>,
     Path(rollout_id): Path<String>,
     Extension(actor): Extension<Actor>,

@@ -29,6 +29,7 @@ async fn start_aws(
         listen: loopback,
         iot: IotMode::Aws {
             iot_endpoint: Some(format!("http://{}", engine.engine.http_addr)),
+            s3_endpoint: None,
             events: events.map(|(ca, client_certificate, client_key)| AwsEvents {
                 endpoint: None,
                 port: 8883,
@@ -50,6 +51,8 @@ async fn start_aws(
         // Long, so that what the test sees arrived by events and API calls, not by polling.
         reconcile_every: Duration::from_secs(300),
         reconcile_budget: 50.0,
+        artifacts: Default::default(),
+        rollouts: Default::default(),
     })
     .await
     .expect("starting a server in AWS mode")

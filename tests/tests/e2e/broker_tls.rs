@@ -990,7 +990,7 @@ async fn a_certificate_with_an_event_reader_policy_reads_job_events_and_nothing_
     );
 
     // Job events reach it.
-    create_thing(&engine, "policy-t").await;
+    engine.create_thing("policy-t").await;
     engine
         .create_job("policy-job", r#"{"op":"x"}"#, &["policy-t"])
         .await;

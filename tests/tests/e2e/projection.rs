@@ -469,8 +469,8 @@ async fn the_stream_is_live_and_resumes_from_last_event_id_without_a_gap() {
 async fn a_client_of_one_server_sees_a_job_created_on_another() {
     let a = TestApp::start_with(0, &["proj-two-1"]).await;
     let b = app::start(local_config(&a.db, "-b", 0, &[], Default::default()))
-    .await
-    .expect("starting the second server");
+        .await
+        .expect("starting the second server");
     let mut on_b = SseClient::connect(&format!("http://{}", b.addr), "", None).await;
 
     create_job(&a, "two-servers", &["proj-two-1"]).await;
@@ -537,6 +537,7 @@ async fn readiness_and_metrics_report_the_server() {
         listen: loopback,
         iot: IotMode::Aws {
             iot_endpoint: Some(dead_endpoint),
+            s3_endpoint: None,
             events: None,
             credentials: None,
         },
