@@ -112,6 +112,10 @@ fn use_ci_target_dir() -> Result<()> {
 fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
+    // `cargo xtask` runs us with xtask's own CARGO_MANIFEST_DIR; `ring`'s build script reruns
+    // when that variable changes, and everything above ring (rustls, the AWS SDKs) with it, so
+    // a build through xtask and a plain `cargo test` would keep invalidating each other.
+    cmd.env_remove("CARGO_MANIFEST_DIR");
     cmd
 }
 
