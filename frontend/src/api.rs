@@ -1,49 +1,81 @@
-//! Calls to the Flotilla HTTP API, turning every failure into a sentence a person can act on.
+//! Calls to the Flotilla HTTP API, turning every failure into a sentence a person can act on
+//! and keeping the API's per-field messages for forms.
 
 use std::fmt;
 
-use flotilla_api::{ErrorBody, JobList};
+use flotilla_api::{ErrorBody, FieldError};
 use gloo_net::http::{Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// Where the dashboard lists jobs from; relative, so the page works behind any host and port.
-pub const JOBS_URL: &str = "/api/v1/jobs";
+pub use crate::route::encode;
 
 /// A failed API call, carrying the message to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     /// The API's `ErrorBody::message` when it sent one, otherwise a description of the failure.
     pub message: String,
+    /// The API's field messages for invalid input.
+    pub fields: Vec<FieldError>,
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        for field in &self.fields {
+            write!(f, "; {}: {}", field.field, field.message)?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    fn new(message: impl Into<String>) -> Self {
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            fields: Vec::new(),
         }
     }
 }
 
-/// `GET /api/v1/jobs`.
-pub async fn list_jobs() -> Result<JobList, ApiError> {
-    let response = Request::get(JOBS_URL)
+/// What an API call gives.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// `GET path` as JSON.
+pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+    let response = Request::get(path)
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|e| ApiError::new(format!("Could not reach the Flotilla server: {e}")))?;
+        .map_err(unreachable)?;
+    read(response).await
+}
+
+/// `POST path` with a JSON body, answered with JSON.
+pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
+    let response = Request::post(path)
+        .header("accept", "application/json")
+        .json(body)
+        .map_err(|e| ApiError::new(format!("Could not encode the request: {e}")))?
+        .send()
+        .await
+        .map_err(unreachable)?;
+    read(response).await
+}
+
+fn unreachable(e: gloo_net::Error) -> ApiError {
+    ApiError::new(format!("Could not reach the Flotilla server: {e}"))
+}
+
+async fn read<T: DeserializeOwned>(response: Response) -> ApiResult<T> {
     if !response.ok() {
         return Err(error_from(response).await);
     }
-    response.json::<JobList>().await.map_err(|e| {
+    response.json::<T>().await.map_err(|e| {
         ApiError::new(format!(
-            "The server sent a job list this page cannot read: {e}"
+            "The server sent an answer this page cannot read: {e}"
         ))
     })
 }
@@ -54,7 +86,10 @@ async fn error_from(response: Response) -> ApiError {
     let status = response.status();
     let status_text = response.status_text();
     match response.json::<ErrorBody>().await {
-        Ok(body) => ApiError::new(body.message),
+        Ok(body) => ApiError {
+            message: body.message,
+            fields: body.fields,
+        },
         // HTTP/2 has no reason phrase, so the text may be empty.
         Err(_) => ApiError::new(
             format!("The server answered HTTP {status} {status_text}")

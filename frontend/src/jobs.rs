@@ -1,212 +1,537 @@
-//! The jobs table: one row per job with its status, a stacked progress bar of its executions
-//! and their counts, plus the pure helpers (ordering, percentages, formatting) the rows use.
-//!
-//! Rows carry `data-job-id` and status cells a `status-<status>` class so browser tests can find
-//! them without depending on text or layout.
+//! Jobs: the list, and one job's detail — live counts and progress, failure reasons, the
+//! executions table (status filter, search, paging), a drawer per device, and the actions
+//! cancel (with a reason) and retry failed, each behind a confirmation.
 
-use flotilla_api::{ExecutionCounts, Job, JobStatus};
+use std::collections::BTreeMap;
+
+use flotilla_api::{
+    CancelExecution, CancelJob, Execution, ExecutionPage, JobDetail, JobList, JobStatus,
+    RetriedExecution, ThingDetail,
+};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-/// The table of jobs, newest first, or a hint on how to create the first one.
-#[component]
-pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
-    if jobs.is_empty() {
-        return EmptyHint().into_any();
+use crate::api::{self, encode};
+use crate::live::{Failure, Live};
+use crate::overview::JobTable;
+use crate::perm::Act;
+use crate::route::Route;
+use crate::ui::{
+    Confirm, CountList, JobPill, Pill, ProgressBar, Reason, format_time, loaded, may, notify, t, tr,
+};
+
+/// Executions per page of the table.
+pub const PAGE_SIZE: usize = 25;
+/// Statuses an execution ends badly in.
+pub const FAILED_STATUSES: [&str; 3] = ["FAILED", "REJECTED", "TIMED_OUT"];
+const EXECUTION_STATUSES: [&str; 8] = [
+    "QUEUED",
+    "IN_PROGRESS",
+    "SUCCEEDED",
+    "FAILED",
+    "REJECTED",
+    "TIMED_OUT",
+    "CANCELED",
+    "REMOVED",
+];
+
+/// Failures grouped by reason, most frequent first: (reason, status, count). Failures of other
+/// jobs than `job_ids` are left out; each device counts once per job (its latest report).
+pub fn group_failures(failures: &[Failure], job_ids: &[String]) -> Vec<(String, String, usize)> {
+    let mut latest: BTreeMap<(&str, &str), &Failure> = BTreeMap::new();
+    for failure in failures.iter().filter(|f| job_ids.contains(&f.job_id)) {
+        latest.insert((&failure.job_id, &failure.thing_name), failure);
     }
-    let jobs = newest_first(jobs);
+    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for failure in latest.values() {
+        let reason = failure.reason.clone().unwrap_or_default();
+        *groups.entry((reason, failure.status.clone())).or_default() += 1;
+    }
+    let mut groups: Vec<_> = groups.into_iter().map(|((r, s), n)| (r, s, n)).collect();
+    groups.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    groups
+}
+
+/// The failure reasons the live feed reported for `job_ids`.
+#[component]
+pub fn FailureReasons(job_ids: Vec<String>) -> impl IntoView {
+    let live = expect_context::<Live>();
+    move || {
+        let groups = group_failures(&live.failures.get(), &job_ids);
+        if groups.is_empty() {
+            return view! { <p class="muted">{t("No failure reported since this page was opened.")}</p> }
+                .into_any();
+        }
+        view! {
+            <ul class="reasons" data-testid="failure-reasons">
+                {groups
+                    .into_iter()
+                    .map(|(reason, status, n)| {
+                        view! {
+                            <li>
+                                <strong>{n}</strong>
+                                " × "
+                                <Pill status />
+                                " "
+                                {if reason.is_empty() {
+                                    view! { <span class="muted">{t("no reason given")}</span> }.into_any()
+                                } else {
+                                    view! { <span>{reason}</span> }.into_any()
+                                }}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        }
+        .into_any()
+    }
+}
+
+#[component]
+pub fn JobsPage() -> impl IntoView {
+    let live = expect_context::<Live>();
+    let status = RwSignal::new(String::new());
+    let jobs = LocalResource::new(move || {
+        live.version.track();
+        let status = status.get();
+        async move {
+            let url = if status.is_empty() {
+                "/api/v1/jobs?limit=200".to_owned()
+            } else {
+                format!("/api/v1/jobs?limit=200&status={status}")
+            };
+            api::get::<JobList>(&url).await
+        }
+    });
     view! {
-        <table class="jobs">
+        <h1>{t("Jobs")}</h1>
+        <section class="card">
+            <div class="card-header">
+                <label class="inline">
+                    {t("Status")}
+                    <select bind:value=status>
+                        <option value="">{t("All")}</option>
+                        {["IN_PROGRESS", "SCHEDULED", "COMPLETED", "CANCELED"]
+                            .into_iter()
+                            .map(|s| view! { <option value=s>{t(crate::ui::status_label(s))}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <a class="button primary" href=Route::New.href()>{t("New rollout")}</a>
+            </div>
+            {loaded(jobs, |list| view! { <JobTable jobs=list.jobs /> })}
+        </section>
+    }
+}
+
+/// What the job page is asking to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobAction {
+    Cancel,
+    RetryFailed,
+}
+
+/// Retries every failed, rejected and timed-out execution of `job_id`; the number retried.
+pub async fn retry_failed(job_id: &str) -> api::ApiResult<usize> {
+    let mut retried = 0;
+    for status in FAILED_STATUSES {
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "/api/v1/jobs/{}/executions?status={status}&limit=1000",
+                encode(job_id)
+            );
+            if let Some(after) = &after {
+                url.push_str(&format!("&after={}", encode(after)));
+            }
+            let page: ExecutionPage = api::get(&url).await?;
+            for execution in &page.executions {
+                let _: RetriedExecution = api::post(
+                    &format!(
+                        "/api/v1/jobs/{}/executions/{}/retry",
+                        encode(job_id),
+                        encode(&execution.thing_name)
+                    ),
+                    &serde_json::json!({}),
+                )
+                .await?;
+                retried += 1;
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(retried)
+}
+
+#[component]
+pub fn JobPage(job_id: String) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let id = StoredValue::new(job_id.clone());
+    let detail = LocalResource::new(move || {
+        live.version.track();
+        let id = id.get_value();
+        async move { api::get::<JobDetail>(&format!("/api/v1/jobs/{}", encode(&id))).await }
+    });
+    let action = RwSignal::new(None::<JobAction>);
+    let drawer = RwSignal::new(None::<String>);
+    let run = Callback::new(move |(reason, force): (String, bool)| {
+        let Some(which) = action.get_untracked() else {
+            return;
+        };
+        let id = id.get_value();
+        spawn_local(async move {
+            let result = match which {
+                JobAction::Cancel => api::post::<_, JobDetail>(
+                    &format!("/api/v1/jobs/{}/cancel", encode(&id)),
+                    &CancelJob {
+                        force,
+                        comment: (!reason.is_empty()).then_some(reason),
+                        reason_code: None,
+                    },
+                )
+                .await
+                .map(|_| tr("Job canceled.").to_owned()),
+                JobAction::RetryFailed => retry_failed(&id)
+                    .await
+                    .map(|n| format!("{} {n}", tr("Devices retried:"))),
+            };
+            action.set(None);
+            match result {
+                Ok(text) => notify(true, text),
+                Err(e) => notify(false, e.to_string()),
+            }
+            detail.refetch();
+        });
+    });
+
+    view! {
+        <p class="crumbs"><a href=Route::Jobs.href()>{t("Jobs")}</a> " / "</p>
+        <h1><code>{job_id.clone()}</code></h1>
+        {loaded(detail, move |detail: JobDetail| {
+            let job = detail.job;
+            let running = matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled);
+            let has_failures = crate::ui::failed(&job.counts) > 0;
+            view! {
+                <section class="card" data-testid="job-summary" data-status=job.status.as_str()>
+                    <div class="card-header">
+                        <div>
+                            <JobPill status=job.status />
+                            {job.description.clone().map(|d| view! { <span class="muted">" " {d}</span> })}
+                        </div>
+                        <div class="actions">
+                            {(may(Act::Deploy) && has_failures)
+                                .then(|| view! {
+                                    <button type="button" class="button" on:click=move |_| action.set(Some(JobAction::RetryFailed))>
+                                        {t("Retry failed")}
+                                    </button>
+                                })}
+                            {(may(Act::Deploy) && running)
+                                .then(|| view! {
+                                    <button type="button" class="button danger" data-testid="cancel-job" on:click=move |_| action.set(Some(JobAction::Cancel))>
+                                        {t("Cancel job")}
+                                    </button>
+                                })}
+                        </div>
+                    </div>
+                    <div class="card-body">
+                        <ProgressBar counts=job.counts />
+                        <CountList counts=job.counts />
+                        <p class="muted">
+                            {t("Created")} " " {format_time(&job.created_at)}
+                            {job.completed_at.map(|c| view! { " · " {t("Finished")} " " {format_time(&c)} })}
+                        </p>
+                    </div>
+                </section>
+            }
+        })}
+        <section class="card">
+            <div class="card-header"><h2>{t("Failure reasons")}</h2></div>
+            <div class="card-body"><FailureReasons job_ids=vec![job_id.clone()] /></div>
+        </section>
+        <section class="card">
+            <div class="card-header"><h2>{t("Executions")}</h2></div>
+            <Executions job_id=job_id.clone() on_open=Callback::new(move |thing| drawer.set(Some(thing))) />
+        </section>
+        {move || drawer.get().map(|thing| view! {
+            <DeviceDrawer thing job_id=Some(id.get_value()) on_close=Callback::new(move |()| drawer.set(None)) />
+        })}
+        {move || action.get().map(|which| {
+            let (title, message, reason, force, label) = match which {
+                JobAction::Cancel => (
+                    tr("Cancel job"),
+                    tr("Queued executions stop. Devices already working finish unless you force it."),
+                    Reason::Required,
+                    Some("Also stop executions in progress"),
+                    "Cancel job",
+                ),
+                JobAction::RetryFailed => (
+                    tr("Retry failed"),
+                    tr("Every failed, rejected or timed-out device gets the job again as a follow-up job."),
+                    Reason::None,
+                    None,
+                    "Retry failed",
+                ),
+            };
+            view! {
+                <Confirm
+                    title=title.to_owned()
+                    message=message.to_owned()
+                    reason
+                    force_label=force
+                    confirm_label=label
+                    danger=which == JobAction::Cancel
+                    on_confirm=run
+                    on_close=Callback::new(move |()| action.set(None))
+                />
+            }
+        })}
+    }
+}
+
+/// A job's executions, a page at a time, filtered by status and searched by thing name.
+#[component]
+pub fn Executions(job_id: String, on_open: Callback<String>) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let id = StoredValue::new(job_id);
+    let status = RwSignal::new(String::new());
+    let search = RwSignal::new(String::new());
+    // The `after` of each page shown so far; the last is the current page's.
+    let pages = RwSignal::new(vec![None::<String>]);
+    Effect::new(move |_| {
+        status.track();
+        search.track();
+        pages.set(vec![None]);
+    });
+    let page = LocalResource::new(move || {
+        live.version.track();
+        let id = id.get_value();
+        let status = status.get();
+        let search = search.get().trim().to_owned();
+        let after = pages.get().last().cloned().flatten();
+        async move {
+            // A search reads the largest page and filters it here (the API pages by name).
+            let limit = if search.is_empty() { PAGE_SIZE } else { 1000 };
+            let mut url = format!("/api/v1/jobs/{}/executions?limit={limit}", encode(&id));
+            if !status.is_empty() {
+                url.push_str(&format!("&status={status}"));
+            }
+            if let Some(after) = after.filter(|_| search.is_empty()) {
+                url.push_str(&format!("&after={}", encode(&after)));
+            }
+            let mut page: ExecutionPage = api::get(&url).await?;
+            if !search.is_empty() {
+                let needle = search.to_lowercase();
+                page.executions
+                    .retain(|e| e.thing_name.to_lowercase().contains(&needle));
+                page.next_after = None;
+            }
+            Ok(page)
+        }
+    });
+    view! {
+        <div class="toolbar">
+            <label class="inline">
+                {t("Status")}
+                <select bind:value=status data-testid="execution-status">
+                    <option value="">{t("All")}</option>
+                    {EXECUTION_STATUSES
+                        .into_iter()
+                        .map(|s| view! { <option value=s>{t(crate::ui::status_label(s))}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <label class="inline">
+                {t("Search")}
+                <input type="search" bind:value=search placeholder=t("Thing name") />
+            </label>
+        </div>
+        {loaded(page, move |page: ExecutionPage| {
+            let next = page.next_after.clone();
+            let first = pages.with(|p| p.len() == 1);
+            view! {
+                <ExecutionRows executions=page.executions on_open />
+                <div class="pager">
+                    <button type="button" class="button" disabled=first on:click=move |_| pages.update(|p| { p.pop(); })>
+                        {t("Previous")}
+                    </button>
+                    <span class="muted">{t("Page")} " " {move || pages.with(Vec::len)}</span>
+                    <button
+                        type="button"
+                        class="button"
+                        disabled=next.is_none()
+                        on:click=move |_| pages.update(|p| p.push(next.clone()))
+                    >
+                        {t("Next")}
+                    </button>
+                </div>
+            }
+        })}
+    }
+}
+
+#[component]
+fn ExecutionRows(executions: Vec<Execution>, on_open: Callback<String>) -> impl IntoView {
+    if executions.is_empty() {
+        return view! { <p class="state empty">{t("No executions match.")}</p> }.into_any();
+    }
+    view! {
+        <table class="table">
             <thead>
                 <tr>
-                    <th scope="col">"Job"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col" class="progress-col">"Progress"</th>
-                    <th scope="col" class="num">"Succeeded"</th>
-                    <th scope="col" class="num">"Failed"</th>
-                    <th scope="col">"Created (UTC)"</th>
+                    <th scope="col">{t("Device")}</th>
+                    <th scope="col">{t("Status")}</th>
+                    <th scope="col" class="num">{t("Attempt")}</th>
+                    <th scope="col">{t("Updated (UTC)")}</th>
                 </tr>
             </thead>
-            <tbody>{jobs.into_iter().map(|job| view! { <JobRow job /> }).collect_view()}</tbody>
+            <tbody>
+                {executions
+                    .into_iter()
+                    .map(|e| {
+                        let thing = e.thing_name.clone();
+                        view! {
+                            <tr data-thing=e.thing_name.clone()>
+                                <td>
+                                    <button type="button" class="link" on:click=move |_| on_open.run(thing.clone())>
+                                        {e.thing_name.clone()}
+                                    </button>
+                                </td>
+                                <td><Pill status=e.status.clone() /></td>
+                                <td class="num">{e.execution_number.unwrap_or_default()}</td>
+                                <td class="muted">{e.updated_at.as_deref().map(format_time).unwrap_or_default()}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
         </table>
     }
     .into_any()
 }
 
-/// One job.
+/// A side panel with one device: its attributes, groups and job history, and (for a job's
+/// execution) retry and cancel.
 #[component]
-fn JobRow(job: Job) -> impl IntoView {
-    let counts = job.counts;
-    let total = counts.total();
-    let failed = failed(&counts);
-    let status = job.status;
-    let id = job.job_id;
-    view! {
-        <tr class="job" data-job-id=id>
-            <td class="job-id">
-                <code>{id.clone()}</code>
-                {job.description.map(|d| view! { <div class="description">{d}</div> })}
-            </td>
-            <td class=format!("status {}", status_class(status)) data-status=status.as_str()>
-                <span class="pill">{status_label(status)}</span>
-            </td>
-            <td class="progress-col">
-                <ProgressBar counts />
-            </td>
-            <td class="num succeeded-count">{format!("{}/{total} succeeded", counts.succeeded)}</td>
-            <td class="num failed-count" class:nonzero=failed != 0 title=failed_title(&counts)>
-                {failed}
-            </td>
-            <td class="created">
-                <time datetime=job.created_at.clone() title=job.created_at.clone()>
-                    {format_time(&job.created_at)}
-                </time>
-            </td>
-        </tr>
-    }
-}
-
-/// A bar split into succeeded, failed, in-progress and queued executions, each as wide as its
-/// share of all executions (canceled and removed ones leave the rest of the track empty).
-#[component]
-fn ProgressBar(counts: ExecutionCounts) -> impl IntoView {
-    let segments = segments(&counts)
-        .into_iter()
-        .filter(|segment| segment.count > 0)
-        .map(|segment| {
-            view! {
-                <span
-                    class=format!("segment segment-{}", segment.kind)
-                    style=format!("width: {:.2}%", segment.percent)
-                    title=format!("{} {}", segment.count, segment.label)
-                ></span>
+pub fn DeviceDrawer(
+    thing: String,
+    job_id: Option<String>,
+    on_close: Callback<()>,
+) -> impl IntoView {
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    let name = StoredValue::new(thing.clone());
+    let detail = LocalResource::new(move || {
+        let name = name.get_value();
+        async move { api::get::<ThingDetail>(&format!("/api/v1/things/{}", encode(&name))).await }
+    });
+    Effect::new(move |_| {
+        if let Some(d) = dialog.get()
+            && !d.open()
+        {
+            let _ = d.show_modal();
+        }
+    });
+    let job = StoredValue::new(job_id);
+    let act = move |retry: bool| {
+        let Some(job_id) = job.get_value() else {
+            return;
+        };
+        let thing = name.get_value();
+        spawn_local(async move {
+            let base = format!(
+                "/api/v1/jobs/{}/executions/{}",
+                encode(&job_id),
+                encode(&thing)
+            );
+            let result = if retry {
+                api::post::<_, RetriedExecution>(&format!("{base}/retry"), &serde_json::json!({}))
+                    .await
+                    .map(|r| format!("{} {}", tr("Retry started as job"), r.job_id))
+            } else {
+                api::post::<_, serde_json::Value>(
+                    &format!("{base}/cancel"),
+                    &CancelExecution {
+                        force: true,
+                        reason: Some("canceled from the device drawer".into()),
+                    },
+                )
+                .await
+                .map(|_| tr("Execution canceled.").to_owned())
+            };
+            match result {
+                Ok(text) => notify(true, text),
+                Err(e) => notify(false, e.to_string()),
             }
-        })
-        .collect_view();
-    view! {
-        <div class="progress" role="img" aria-label=progress_label(&counts)>
-            {segments}
-        </div>
-    }
-}
-
-/// What the page shows while the fleet has no jobs.
-#[component]
-fn EmptyHint() -> impl IntoView {
-    // The page's own origin makes the command copy-pasteable against this very server.
-    let origin = window().location().origin().unwrap_or_default();
-    let command = format!(
-        "curl -X POST {origin}/api/v1/jobs -H 'content-type: application/json' \
-         -d '{{\"things\":[\"sim-0001\"],\"document\":{{\"operation\":\"simulate\"}}}}'"
-    );
-    view! {
-        <div class="state empty">
-            <p>"No jobs yet — create one with:"</p>
-            <pre><code>{command}</code></pre>
-        </div>
-    }
-}
-
-/// One part of the progress bar.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Segment {
-    /// The CSS suffix: `segment-<kind>`.
-    pub kind: &'static str,
-    /// How a person calls these executions.
-    pub label: &'static str,
-    pub count: i64,
-    /// The share of all executions, 0 to 100.
-    pub percent: f64,
-}
-
-/// The progress bar's parts, in the order they are drawn.
-pub fn segments(counts: &ExecutionCounts) -> [Segment; 4] {
-    let total = counts.total();
-    let segment = |kind, label, count: i64| Segment {
-        kind,
-        label,
-        count,
-        percent: if total > 0 {
-            count as f64 * 100.0 / total as f64
-        } else {
-            0.0
-        },
+            detail.refetch();
+        });
     };
-    [
-        segment("succeeded", "succeeded", counts.succeeded),
-        segment("failed", "failed", failed(counts)),
-        segment("in-progress", "in progress", counts.in_progress),
-        segment("queued", "queued", counts.queued),
-    ]
-}
-
-/// Executions that ended badly: failed, rejected by the device or timed out.
-pub fn failed(counts: &ExecutionCounts) -> i64 {
-    counts.failed + counts.rejected + counts.timed_out
-}
-
-fn failed_title(counts: &ExecutionCounts) -> String {
-    format!(
-        "{} failed, {} rejected, {} timed out",
-        counts.failed, counts.rejected, counts.timed_out
-    )
-}
-
-/// The progress bar as a sentence, for screen readers.
-pub fn progress_label(counts: &ExecutionCounts) -> String {
-    let parts: Vec<String> = segments(counts)
-        .iter()
-        .map(|s| format!("{} {}", s.count, s.label))
-        .collect();
-    format!("{} of {} executions", parts.join(", "), counts.total())
-}
-
-/// The CSS class of a status cell: `status-in-progress`, `status-completed`, …
-pub fn status_class(status: JobStatus) -> String {
-    format!(
-        "status-{}",
-        status.as_str().to_ascii_lowercase().replace('_', "-")
-    )
-}
-
-/// A status as a person reads it: `IN_PROGRESS` becomes "In progress".
-pub fn status_label(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::InProgress => "In progress",
-        JobStatus::Canceled => "Canceled",
-        JobStatus::Completed => "Completed",
-        JobStatus::DeletionInProgress => "Deleting",
-        JobStatus::Scheduled => "Scheduled",
+    view! {
+        <dialog node_ref=dialog class="drawer" aria-labelledby="drawer-title" on:close=move |_| on_close.run(())>
+            <div class="drawer-header">
+                <h2 id="drawer-title">{thing.clone()}</h2>
+                <button type="button" class="button" on:click=move |_| on_close.run(())>{t("Close")}</button>
+            </div>
+            {job.get_value().filter(|_| may(Act::DeviceAction)).map(|_| view! {
+                <div class="actions">
+                    <button type="button" class="button" on:click=move |_| act(true)>{t("Retry on this device")}</button>
+                    <button type="button" class="button danger" on:click=move |_| act(false)>{t("Cancel on this device")}</button>
+                </div>
+            })}
+            {loaded(detail, |d: ThingDetail| view! { <ThingSummary detail=d /> })}
+            <p><a href=Route::Device(thing.clone()).href()>{t("Open device page")}</a></p>
+        </dialog>
     }
 }
 
-/// Sorts jobs by creation time, newest first; jobs created at the same instant keep the
-/// server's order.
-pub fn newest_first(mut jobs: Vec<Job>) -> Vec<Job> {
-    jobs.sort_by(|a, b| time_key(&b.created_at).cmp(&time_key(&a.created_at)));
-    jobs
-}
-
-/// An ordering key for the RFC 3339 UTC times the API sends: the seconds, then the fraction.
-///
-/// Comparing whole strings would misorder `…:01Z` and `…:01.5Z`, because `Z` sorts after `.`.
-fn time_key(time: &str) -> (&str, &str) {
-    let seconds = time.get(..19).unwrap_or(time);
-    let fraction = time
-        .get(19..)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .map(|rest| {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            &rest[..digits]
-        })
-        .unwrap_or("");
-    (seconds, fraction)
-}
-
-/// `2026-05-01T12:34:56.789Z` becomes `2026-05-01 12:34:56`; anything unexpected is shown as is.
-pub fn format_time(time: &str) -> String {
-    match time.get(..19) {
-        Some(prefix) if time.as_bytes().get(10) == Some(&b'T') => prefix.replacen('T', " ", 1),
-        _ => time.to_owned(),
+/// A device's attributes, groups and job history.
+#[component]
+pub fn ThingSummary(detail: ThingDetail) -> impl IntoView {
+    let thing = detail.thing;
+    view! {
+        <dl class="facts">
+            <dt>{t("Type")}</dt>
+            <dd>{thing.thing_type.unwrap_or_else(|| "—".into())}</dd>
+            <dt>{t("Groups")}</dt>
+            <dd>{if detail.groups.is_empty() { "—".into() } else { detail.groups.join(", ") }}</dd>
+            {thing
+                .attributes
+                .into_iter()
+                .map(|(k, v)| view! { <dt>{k}</dt> <dd>{v}</dd> })
+                .collect_view()}
+        </dl>
+        <h3>{t("Job history")}</h3>
+        {if detail.executions.is_empty() {
+            view! { <p class="muted">{t("No jobs yet.")}</p> }.into_any()
+        } else {
+            view! {
+                <table class="table">
+                    <thead>
+                        <tr>
+                            <th scope="col">{t("Job")}</th>
+                            <th scope="col">{t("Status")}</th>
+                            <th scope="col">{t("Updated (UTC)")}</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {detail
+                            .executions
+                            .into_iter()
+                            .map(|e| view! {
+                                <tr data-job-id=e.job_id.clone()>
+                                    <td><a href=Route::Job(e.job_id.clone()).href()><code>{e.job_id.clone()}</code></a></td>
+                                    <td><Pill status=e.status.clone() /></td>
+                                    <td class="muted">{e.updated_at.as_deref().map(format_time).unwrap_or_default()}</td>
+                                </tr>
+                            })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            }
+            .into_any()
+        }}
     }
 }
 
@@ -214,81 +539,32 @@ pub fn format_time(time: &str) -> String {
 mod tests {
     use super::*;
 
-    fn job(id: &str, created_at: &str) -> Job {
-        Job {
-            job_id: id.to_owned(),
-            job_arn: format!("arn:aws:iot:eu-west-1:123456789012:job/{id}"),
-            status: JobStatus::InProgress,
-            description: None,
-            targets: vec![],
-            counts: ExecutionCounts::default(),
-            created_at: created_at.to_owned(),
-            updated_at: created_at.to_owned(),
-            completed_at: None,
+    fn failure(job: &str, thing: &str, status: &str, reason: Option<&str>) -> Failure {
+        Failure {
+            job_id: job.into(),
+            thing_name: thing.into(),
+            status: status.into(),
+            reason: reason.map(Into::into),
         }
     }
 
     #[test]
-    fn segments_are_shares_of_all_executions() {
-        let counts = ExecutionCounts {
-            queued: 1,
-            in_progress: 1,
-            succeeded: 4,
-            failed: 1,
-            rejected: 1,
-            timed_out: 1,
-            canceled: 1,
-            ..ExecutionCounts::default()
-        };
-        let [succeeded, failed, in_progress, queued] = segments(&counts);
-        assert_eq!((succeeded.count, succeeded.percent), (4, 40.0));
-        assert_eq!((failed.count, failed.percent), (3, 30.0));
-        assert_eq!((in_progress.count, in_progress.percent), (1, 10.0));
-        assert_eq!((queued.count, queued.percent), (1, 10.0));
-    }
-
-    #[test]
-    fn a_job_without_executions_has_an_empty_bar() {
-        let counts = ExecutionCounts::default();
-        assert!(segments(&counts).iter().all(|s| s.percent == 0.0));
-        assert_eq!(
-            progress_label(&counts),
-            "0 succeeded, 0 failed, 0 in progress, 0 queued of 0 executions"
-        );
-    }
-
-    #[test]
-    fn status_classes_are_kebab_case() {
-        assert_eq!(status_class(JobStatus::InProgress), "status-in-progress");
-        assert_eq!(
-            status_class(JobStatus::DeletionInProgress),
-            "status-deletion-in-progress"
-        );
-        assert_eq!(status_class(JobStatus::Completed), "status-completed");
-    }
-
-    #[test]
-    fn newest_first_orders_by_creation_time() {
-        let jobs = vec![
-            job("a", "2026-05-01T10:00:01Z"),
-            job("b", "2026-05-01T10:00:01.500Z"),
-            job("c", "2026-05-02T09:00:00Z"),
-            job("d", "2026-05-01T10:00:01.500Z"),
+    fn failures_group_by_reason_with_the_latest_report_per_device() {
+        let failures = [
+            failure("j", "a", "FAILED", Some("disk full")),
+            failure("j", "b", "FAILED", Some("disk full")),
+            failure("j", "c", "TIMED_OUT", None),
+            failure("j", "c", "FAILED", Some("bad checksum")),
+            failure("other", "d", "FAILED", Some("disk full")),
         ];
-        let ids: Vec<String> = newest_first(jobs).into_iter().map(|j| j.job_id).collect();
-        assert_eq!(ids, ["c", "b", "d", "a"]);
-    }
-
-    #[test]
-    fn times_are_shown_to_the_second() {
+        let groups = group_failures(&failures, &["j".to_owned()]);
         assert_eq!(
-            format_time("2026-05-01T12:34:56.789Z"),
-            "2026-05-01 12:34:56"
+            groups,
+            [
+                ("disk full".to_owned(), "FAILED".to_owned(), 2),
+                ("bad checksum".to_owned(), "FAILED".to_owned(), 1),
+            ]
         );
-        assert_eq!(
-            format_time("2026-05-01T12:34:56+00:00"),
-            "2026-05-01 12:34:56"
-        );
-        assert_eq!(format_time("yesterday"), "yesterday");
+        assert!(group_failures(&failures, &[]).is_empty());
     }
 }

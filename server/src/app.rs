@@ -117,7 +117,7 @@ pub struct AppState {
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
 /// `/readyz`, `/metrics`, and the web UI.
 pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
-    let ui = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
+    let ui = static_files(static_dir);
     Router::new()
         .nest(
             "/api/v1",
@@ -132,6 +132,27 @@ pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
         .fallback_service(ui)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+}
+
+/// The web UI's files: `<file>.gz` beside a file (the bundle `cargo xtask frontend` writes) is
+/// sent instead to clients that accept gzip, and every response says `Cache-Control: no-cache`,
+/// so browsers keep the files but revalidate them (`Last-Modified`, answered 304) and never run
+/// a stale bundle after an upgrade. Unknown paths get `index.html`: the UI routes by URL hash.
+fn static_files(static_dir: &std::path::Path) -> Router {
+    let files = ServeDir::new(static_dir)
+        .precompressed_gzip()
+        .fallback(ServeFile::new(static_dir.join("index.html")).precompressed_gzip());
+    Router::new()
+        .fallback_service(files)
+        .layer(axum::middleware::map_response(no_cache))
+}
+
+async fn no_cache(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// A started server.
@@ -530,4 +551,60 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         engine,
         simulator,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt as _;
+
+    use super::static_files;
+
+    #[tokio::test]
+    async fn static_files_are_sent_gzipped_and_revalidated() {
+        let dir = std::env::temp_dir().join(format!("flotilla-static-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("pkg")).unwrap();
+        std::fs::write(dir.join("index.html"), "<!doctype html>").unwrap();
+        std::fs::write(dir.join("pkg/app.js"), "plain").unwrap();
+        std::fs::write(dir.join("pkg/app.js.gz"), "gzipped").unwrap();
+        let get = |path: &str, gzip: bool| {
+            let mut request = Request::get(path);
+            if gzip {
+                request = request.header(header::ACCEPT_ENCODING, "gzip");
+            }
+            static_files(&dir).oneshot(request.body(Body::empty()).unwrap())
+        };
+
+        let gzipped = get("/pkg/app.js", true).await.unwrap();
+        assert_eq!(gzipped.status(), StatusCode::OK);
+        assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(gzipped.headers()[header::CACHE_CONTROL], "no-cache");
+        let last_modified = gzipped.headers()[header::LAST_MODIFIED].clone();
+        let body = axum::body::to_bytes(gzipped.into_body(), 100)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"gzipped");
+
+        let plain = get("/pkg/app.js", false).await.unwrap();
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        let body = axum::body::to_bytes(plain.into_body(), 100).await.unwrap();
+        assert_eq!(&body[..], b"plain");
+
+        let revalidated = static_files(&dir)
+            .oneshot(
+                Request::get("/pkg/app.js")
+                    .header(header::IF_MODIFIED_SINCE, last_modified)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+        let page = get("/no/such/file", false).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -34,11 +34,17 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             let root = workspace_root();
             crate::bench_server::run_bench(&root, &target_dir(&root))
         }
+        Some("ui") => {
+            let root = workspace_root();
+            crate::browser::bench(&root, &target_dir(&root))
+        }
         Some("artifacts") => {
             let root = workspace_root();
             crate::bench_server::run_artifacts_bench(&root, &target_dir(&root))
         }
-        _ => bail!("usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts"),
+        _ => bail!(
+            "usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts | ui"
+        ),
     }
 }
 

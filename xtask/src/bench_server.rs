@@ -46,7 +46,7 @@ pub fn run_artifacts_bench(root: &Path, target: &Path) -> Result<()> {
 
 /// Runs a benchmark example of the tests crate with PostgreSQL, and writes its figures
 /// under `intro` to the section `heading` of `docs/benchmarks.md`.
-fn run_example_bench(
+pub(crate) fn run_example_bench(
     root: &Path,
     target: &Path,
     example: &str,

@@ -5,6 +5,9 @@
 //! `wasm-bindgen` CLI of exactly the version in `Cargo.lock` (the CLI refuses modules made by
 //! another version), and shrink the module with `wasm-opt -Oz`.
 //!
+//! Next to the module and its JS glue it writes their `gzip -9` copies (`.gz`), which the server
+//! sends to browsers that accept gzip.
+//!
 //! The tools are installed under `<target>/tools/` on first use and reused afterwards:
 //! wasm-bindgen with `cargo install`, and wasm-opt from the npm package `binaryen`. Debian's
 //! own binaryen (version 108) is never used: its wasm-opt writes modules Chromium rejects.
@@ -22,7 +25,7 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 pub const CRATE: &str = "flotilla-frontend";
 pub const PROFILE: &str = "wasm-release";
 /// The base name of the files in `static/pkg/`, which `static/index.html` imports.
-const OUT_NAME: &str = "flotilla_frontend";
+pub const OUT_NAME: &str = "flotilla_frontend";
 /// The npm `binaryen` release that provides wasm-opt.
 const BINARYEN_VERSION: &str = "132.0.0";
 /// Wasm features rustc enables by default for `wasm32-unknown-unknown`; wasm-opt must accept
@@ -114,8 +117,23 @@ pub fn build(root: &Path) -> Result<()> {
         .args(WASM_FEATURES)
         .arg(&bundle))?;
 
-    step("bundle sizes");
     let js = out_dir.join(format!("{OUT_NAME}.js"));
+    step("compressing the bundle for the server (gzip -9)");
+    for file in [&bundle, &js] {
+        // The server sends `<file>.gz` to browsers that accept gzip (ServeDir's precompressed
+        // files); without gzip here it sends the plain files, which only costs bandwidth.
+        if let Err(error) = run(Command::new("gzip")
+            .args(["-9", "--keep", "--force"])
+            .arg(file))
+        {
+            eprintln!(
+                "not compressed ({error:#}); the server will send {} as is",
+                file.display()
+            );
+        }
+    }
+
+    step("bundle sizes");
     for file in [&bundle, &js] {
         let size = file_size(file)?;
         match gzip_size(file) {
@@ -341,7 +359,7 @@ fn file_size(path: &Path) -> Result<u64> {
 }
 
 /// The size of `path` compressed by `gzip -9`, as a server would send it; `None` without gzip.
-fn gzip_size(path: &Path) -> Option<u64> {
+pub fn gzip_size(path: &Path) -> Option<u64> {
     let out = Command::new("gzip")
         .args(["-9", "--stdout"])
         .arg(path)

@@ -6,7 +6,10 @@
 //! - `dockerfile`: CI's checks of the container recipe alone (hadolint, and its build commands).
 //! - `frontend`, `frontend-tools`: the web UI's bundle, or only the tools that make it (the
 //!   container image runs both, so it builds the UI exactly as CI does; see [`docker`]).
-//! - `bench simulate | engine | server | artifacts`: the benchmarks; figures go to `docs/benchmarks.md`.
+//! - `browser`: the browser tests' tools (Chromium, the npm packages), the bundle, and the browser
+//!   test alone.
+//! - `bench simulate | engine | server | artifacts | ui`: the benchmarks; figures go to
+//!   `docs/benchmarks.md`.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
 //!
@@ -16,6 +19,7 @@
 mod bench;
 mod bench_engine;
 mod bench_server;
+mod browser;
 mod docker;
 mod frontend;
 mod postgres;
@@ -36,6 +40,11 @@ fn main() -> Result<()> {
             use_ci_target_dir()?;
             frontend::build(&workspace_root())
         }
+        Some("browser") => {
+            use_ci_target_dir()?;
+            let root = workspace_root();
+            browser::test(&root, &target_dir(&root))
+        }
         Some("python") => {
             use_ci_target_dir()?;
             let root = workspace_root();
@@ -55,7 +64,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | dockerfile | frontend | frontend-tools | python | bench simulate|engine|server|artifacts>"
+                "usage: cargo xtask <demo | ci | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|ui>"
             );
             std::process::exit(2);
         }
@@ -176,6 +185,9 @@ fn ci() -> Result<()> {
     let python = python::ensure_venv(&root.join(&target))?;
     docker::check(&root, &python)?;
     frontend::build(&root)?;
+    // The browser test (`browser::the_dashboard_works_in_chromium`, in the test run below)
+    // drives the bundle just built in Chromium.
+    browser::ensure(&root)?;
     // The image's server build, in the dev profile: the same command but for `--release`.
     run(cargo(&root).args(docker::SERVER_BUILD))?;
     let postgres = postgres::Postgres::ensure(&root, &target)?;

@@ -491,7 +491,7 @@ fn free_port() -> Result<u16> {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

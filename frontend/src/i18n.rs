@@ -1,0 +1,520 @@
+//! English and Spanish. The English text is the key; [`ES`] maps it to Spanish. A text without
+//! a translation shows in English (a test checks that every text the pages use has one).
+
+/// The dashboard's languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Es,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Es => "es",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("es") {
+            Self::Es
+        } else {
+            Self::En
+        }
+    }
+}
+
+/// `key` in `lang`.
+pub fn translate(lang: Lang, key: &'static str) -> &'static str {
+    match lang {
+        Lang::En => key,
+        Lang::Es => ES
+            .iter()
+            .find(|(en, _)| *en == key)
+            .map_or(key, |(_, es)| es),
+    }
+}
+
+/// English → Spanish.
+static ES: &[(&str, &str)] = &[
+    ("(required)", "(obligatorio)"),
+    ("A job template", "Una plantilla de trabajo"),
+    ("API", "API"),
+    (
+        "Abort when this % of devices failed (empty: never)",
+        "Abortar cuando falle este % de dispositivos (vacío: nunca)",
+    ),
+    ("Action", "Acción"),
+    ("Active jobs", "Trabajos activos"),
+    ("Active rollouts", "Despliegues activos"),
+    ("Actor", "Autor"),
+    ("Add wave", "Añadir oleada"),
+    ("All", "Todos"),
+    ("All jobs", "Todos los trabajos"),
+    (
+        "Also stop executions in progress",
+        "Detener también las ejecuciones en curso",
+    ),
+    (
+        "An artifact (one job, no waves)",
+        "Un artefacto (un trabajo, sin oleadas)",
+    ),
+    (
+        "An artifact goes out as one job: no waves.",
+        "Un artefacto se envía como un solo trabajo: sin oleadas.",
+    ),
+    (
+        "An operator approves each wave",
+        "Un operador aprueba cada oleada",
+    ),
+    ("Approve", "Aprobar"),
+    ("Artifact", "Artefacto"),
+    ("Artifacts", "Artefactos"),
+    ("Attempt", "Intento"),
+    (
+        "Attribute filters apply to template releases only.",
+        "Los filtros de atributos solo se aplican a versiones de plantilla.",
+    ),
+    ("Attributes", "Atributos"),
+    ("Audit log", "Registro de auditoría"),
+    ("Awaiting approval", "Esperando aprobación"),
+    ("Back", "Atrás"),
+    ("Cancel", "Cancelar"),
+    ("Cancel job", "Cancelar trabajo"),
+    ("Cancel on this device", "Cancelar en este dispositivo"),
+    ("Cancel rollout", "Cancelar despliegue"),
+    ("Canceled", "Cancelado"),
+    (
+        "Canary devices (go first)",
+        "Dispositivos canario (van primero)",
+    ),
+    ("Choose a template.", "Elija una plantilla."),
+    ("Choose an artifact.", "Elija un artefacto."),
+    (
+        "Choose at least one device or group.",
+        "Elija al menos un dispositivo o grupo.",
+    ),
+    ("Choose…", "Elegir…"),
+    ("Close", "Cerrar"),
+    (
+        "Complete the release step to see which devices match.",
+        "Complete el paso de versión para ver qué dispositivos coinciden.",
+    ),
+    ("Completed", "Completado"),
+    ("Created", "Creado"),
+    ("Created (UTC)", "Creado (UTC)"),
+    ("Dark", "Oscuro"),
+    ("Dark mode", "Modo oscuro"),
+    ("Deleting", "Eliminando"),
+    ("Description", "Descripción"),
+    ("Device", "Dispositivo"),
+    ("Devices", "Dispositivos"),
+    (
+        "Devices (thing names, separated by commas or spaces)",
+        "Dispositivos (nombres de cosas, separados por comas o espacios)",
+    ),
+    (
+        "Devices notified per minute (1-1000)",
+        "Dispositivos notificados por minuto (1-1000)",
+    ),
+    ("Devices retried:", "Dispositivos reintentados:"),
+    ("Dismiss", "Descartar"),
+    ("Document", "Documento"),
+    ("Enter a date and time.", "Introduzca una fecha y hora."),
+    (
+        "Enter a handler file name without folders.",
+        "Introduzca un nombre de manejador sin carpetas.",
+    ),
+    ("Enter a name.", "Introduzca un nombre."),
+    (
+        "Enter a percentage above 0 and at most 100.",
+        "Introduzca un porcentaje mayor que 0 y como máximo 100.",
+    ),
+    (
+        "Enter a percentage from 0 to 100.",
+        "Introduzca un porcentaje de 0 a 100.",
+    ),
+    (
+        "Enter a time zone such as Europe/Madrid.",
+        "Introduzca una zona horaria como Europe/Madrid.",
+    ),
+    (
+        "Enter a whole number from 0 to 10.",
+        "Introduzca un número entero de 0 a 10.",
+    ),
+    (
+        "Enter a whole number from 1 to 1000.",
+        "Introduzca un número entero de 1 a 1000.",
+    ),
+    (
+        "Enter a whole number of at least 1.",
+        "Introduzca un número entero de al menos 1.",
+    ),
+    ("Enter a whole number.", "Introduzca un número entero."),
+    (
+        "Enter minutes from 0 to 10080.",
+        "Introduzca minutos de 0 a 10080.",
+    ),
+    (
+        "Enter minutes from 1 to 10080.",
+        "Introduzca minutos de 1 a 10080.",
+    ),
+    (
+        "Enter the version this release installs.",
+        "Introduzca la versión que instala este despliegue.",
+    ),
+    ("Entries exported:", "Entradas exportadas:"),
+    (
+        "Every failed, rejected or timed-out device gets the job again as a follow-up job.",
+        "Cada dispositivo fallido, rechazado o caducado recibe el trabajo de nuevo como trabajo de seguimiento.",
+    ),
+    (
+        "Every wave that has not finished is canceled. This cannot be undone.",
+        "Se cancela cada oleada sin terminar. No se puede deshacer.",
+    ),
+    ("Execution canceled.", "Ejecución cancelada."),
+    ("Executions", "Ejecuciones"),
+    ("Executions of", "Ejecuciones de"),
+    ("Export CSV", "Exportar CSV"),
+    ("Failed", "Fallido"),
+    (
+        "Failed executions in active jobs",
+        "Ejecuciones fallidas en trabajos activos",
+    ),
+    ("Failure policy", "Política ante fallos"),
+    ("Failure reasons", "Motivos de fallo"),
+    ("Failures allowed, %", "Fallos permitidos, %"),
+    ("Find", "Buscar"),
+    ("Finished", "Terminado"),
+    ("Fleet size", "Tamaño de la flota"),
+    ("Follow the system", "Seguir al sistema"),
+    ("Following", "Siguiendo"),
+    ("Gate", "Control"),
+    ("Gates between waves", "Controles entre oleadas"),
+    ("Give 1 to 20 waves.", "Indique de 1 a 20 oleadas."),
+    ("Groups", "Grupos"),
+    ("History", "Historial"),
+    ("In progress", "En curso"),
+    ("Install handler", "Manejador de instalación"),
+    ("Job", "Trabajo"),
+    ("Job canceled.", "Trabajo cancelado."),
+    ("Job document (JSON)", "Documento del trabajo (JSON)"),
+    (
+        "Job document devices receive",
+        "Documento de trabajo que reciben los dispositivos",
+    ),
+    ("Job history", "Historial de trabajos"),
+    ("Job started:", "Trabajo iniciado:"),
+    ("Jobs", "Trabajos"),
+    ("Language", "Idioma"),
+    ("Light", "Claro"),
+    ("Live", "En directo"),
+    ("Live updates", "Actualizaciones en directo"),
+    ("Loading…", "Cargando…"),
+    ("Main", "Principal"),
+    ("Name", "Nombre"),
+    ("Needs attention", "Requiere atención"),
+    ("New rollout", "Nuevo despliegue"),
+    ("New template", "Nueva plantilla"),
+    ("Next", "Siguiente"),
+    ("Next window", "Próxima ventana"),
+    ("No active rollouts.", "No hay despliegues activos."),
+    (
+        "No artifacts yet. Upload them through the API (see docs/artifacts.md).",
+        "Aún no hay artefactos. Súbalos mediante la API (véase docs/artifacts.md).",
+    ),
+    ("No devices match.", "Ningún dispositivo coincide."),
+    ("No executions match.", "Ninguna ejecución coincide."),
+    (
+        "No failure reported since this page was opened.",
+        "No se ha informado de fallos desde que se abrió esta página.",
+    ),
+    ("No jobs yet.", "Aún no hay trabajos."),
+    ("No jobs.", "No hay trabajos."),
+    (
+        "No new wave starts and the running wave's queued devices wait.",
+        "No empieza ninguna oleada nueva y los dispositivos en cola de la oleada actual esperan.",
+    ),
+    ("No templates yet.", "Aún no hay plantillas."),
+    ("No thing groups.", "No hay grupos de cosas."),
+    ("Not before (empty: now)", "No antes de (vacío: ahora)"),
+    ("Nothing needs attention.", "Nada requiere atención."),
+    ("Offline", "Sin conexión"),
+    (
+        "Only devices with these attributes (key=value per line)",
+        "Solo dispositivos con estos atributos (clave=valor por línea)",
+    ),
+    ("Open device page", "Abrir la página del dispositivo"),
+    ("Options", "Opciones"),
+    ("Outcome", "Resultado"),
+    ("Overview", "Resumen"),
+    ("Page", "Página"),
+    ("Page not found", "Página no encontrada"),
+    ("Parameter", "Parámetro"),
+    ("Parameters", "Parámetros"),
+    ("Passed", "Superada"),
+    ("Pause", "Pausar"),
+    ("Paused", "En pausa"),
+    ("Pending", "Pendiente"),
+    ("Previous", "Anterior"),
+    ("Progress", "Progreso"),
+    ("Promote", "Promover"),
+    ("Queued", "En cola"),
+    (
+        "Queued executions stop. Devices already working finish unless you force it.",
+        "Las ejecuciones en cola se detienen. Los dispositivos que ya trabajan terminan salvo que lo fuerce.",
+    ),
+    ("Reason", "Motivo"),
+    ("Reboot", "Reiniciar"),
+    ("Rejected", "Rechazado"),
+    ("Release", "Versión"),
+    ("Remove", "Quitar"),
+    ("Remove wave", "Quitar oleada"),
+    ("Removed", "Eliminado"),
+    ("Request", "Solicitud"),
+    ("Resume", "Reanudar"),
+    (
+        "Retries of failed devices (0-10)",
+        "Reintentos de dispositivos fallidos (0-10)",
+    ),
+    ("Retry", "Reintentar"),
+    ("Retry failed", "Reintentar fallidos"),
+    ("Retry on this device", "Reintentar en este dispositivo"),
+    ("Retry started as job", "Reintento iniciado como trabajo"),
+    ("Review", "Revisión"),
+    ("Rolled back", "Revertido"),
+    ("Rolling back", "Revirtiendo"),
+    ("Rollout", "Despliegue"),
+    ("Run", "Ejecutar"),
+    ("Run a template…", "Ejecutar una plantilla…"),
+    ("Run job", "Ejecutar el trabajo"),
+    ("Run template", "Ejecutar la plantilla"),
+    ("Running", "En marcha"),
+    ("Save", "Guardar"),
+    ("Schedule", "Programación"),
+    ("Scheduled", "Programado"),
+    ("Search", "Buscar"),
+    (
+        "Serial or thing name",
+        "Número de serie o nombre de la cosa",
+    ),
+    ("Settings", "Ajustes"),
+    ("Show", "Mostrar"),
+    ("Size", "Tamaño"),
+    ("Size by", "Tamaño por"),
+    ("Skip to content", "Saltar al contenido"),
+    ("Soak time, minutes", "Tiempo de observación, minutos"),
+    ("Start", "Iniciar"),
+    ("Started.", "Iniciado."),
+    ("State", "Estado"),
+    ("Status", "Estado"),
+    ("Steps", "Pasos"),
+    ("Stop job", "Detener el trabajo"),
+    ("Succeeded", "Correcto"),
+    ("Success needed, %", "Éxito necesario, %"),
+    ("Target", "Destino"),
+    ("Target starts with", "Destino empieza por"),
+    ("Targets", "Destinos"),
+    ("Technician", "Técnico"),
+    ("Technician action on", "Acción de técnico en"),
+    ("Template", "Plantilla"),
+    ("Template id", "Id de plantilla"),
+    ("Template saved:", "Plantilla guardada:"),
+    ("Templates", "Plantillas"),
+    (
+        "The document is not valid JSON",
+        "El documento no es JSON válido",
+    ),
+    (
+        "The failed devices of the current wave get the release again.",
+        "Los dispositivos fallidos de la oleada actual reciben la versión de nuevo.",
+    ),
+    (
+        "The next wave starts now, without waiting for the current wave's gate.",
+        "La siguiente oleada empieza ya, sin esperar al control de la oleada actual.",
+    ),
+    (
+        "The rollout goes on from where it stopped.",
+        "El despliegue continúa desde donde se detuvo.",
+    ),
+    (
+        "The server writes the install document: the artifact's presigned URL, SHA-256 and signature, and the handler.",
+        "El servidor escribe el documento de instalación: la URL prefirmada del artefacto, su SHA-256 y firma, y el manejador.",
+    ),
+    (
+        "The wave's gate is approved; the next wave may start.",
+        "Se aprueba el control de la oleada; puede empezar la siguiente.",
+    ),
+    ("Theme", "Tema"),
+    ("Thing groups", "Grupos de cosas"),
+    ("Thing name", "Nombre de la cosa"),
+    ("Thing name starts with", "El nombre empieza por"),
+    ("Time zone", "Zona horaria"),
+    ("Timed out", "Caducado"),
+    (
+        "Timeout in progress, minutes (1-10080)",
+        "Tiempo máximo en curso, minutos (1-10080)",
+    ),
+    ("Total", "Total"),
+    ("Type", "Tipo"),
+    ("Unknown", "Desconocido"),
+    ("Updated (UTC)", "Actualizado (UTC)"),
+    ("Uploaded (UTC)", "Subido (UTC)"),
+    (
+        "Use letters, digits, '-' and '_' (at most 40).",
+        "Use letras, dígitos, '-' y '_' (como máximo 40).",
+    ),
+    ("Verifying", "Verificando"),
+    ("Version", "Versión"),
+    ("Version it installs", "Versión que instala"),
+    ("Wave", "Oleada"),
+    ("Waves", "Oleadas"),
+    ("What to install", "Qué instalar"),
+    ("When (UTC)", "Cuándo (UTC)"),
+    ("When a gate fails", "Cuando falla un control"),
+    (
+        "Write one key=value per line.",
+        "Escriba un clave=valor por línea.",
+    ),
+    ("Your role", "Su rol"),
+    (
+        "Your role may not start rollouts.",
+        "Su rol no puede iniciar despliegues.",
+    ),
+    (
+        "actions your role may not take are hidden.",
+        "se ocultan las acciones que su rol no puede realizar.",
+    ),
+    ("again on", "de nuevo en"),
+    ("by", "por"),
+    ("devices", "dispositivos"),
+    ("devices match now", "dispositivos coinciden ahora"),
+    ("devices targeted", "dispositivos de destino"),
+    ("done", "hecho"),
+    ("failed", "fallidos"),
+    ("failure", "fallo"),
+    ("finished", "terminado"),
+    ("left out", "excluidos"),
+    ("no reason given", "sin motivo indicado"),
+    ("on", "en"),
+    ("percent of the rest", "por ciento del resto"),
+    ("success", "éxito"),
+    ("wave", "oleada"),
+    (
+        "…after at least this many finished",
+        "…tras al menos estos terminados",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page's source, to find the texts it shows.
+    const SOURCES: &[&str] = &[
+        include_str!("admin.rs"),
+        include_str!("app.rs"),
+        include_str!("devices.rs"),
+        include_str!("jobs.rs"),
+        include_str!("overview.rs"),
+        include_str!("rollouts.rs"),
+        include_str!("ui.rs"),
+        include_str!("wizard.rs"),
+    ];
+
+    /// The string literal right after each `marker` in `source`.
+    fn literals_after<'a>(source: &'a str, marker: &str) -> Vec<&'a str> {
+        source
+            .match_indices(marker)
+            .filter(|(i, _)| {
+                // `t("` must not be the end of a longer name (`list("`).
+                !source[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+            })
+            .filter_map(|(i, _)| {
+                let rest = &source[i + marker.len()..];
+                rest.find('"').map(|end| &rest[..end])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_text_the_pages_show_has_a_spanish_translation() {
+        let mut missing = Vec::new();
+        for source in SOURCES {
+            for marker in ["t(\"", "tr(\"", "text(\"", "filter(\""] {
+                for key in literals_after(source, marker) {
+                    if !ES.iter().any(|(en, _)| *en == key) {
+                        missing.push(key.to_owned());
+                    }
+                }
+            }
+        }
+        // Texts the pages pick at run time.
+        let statuses = [
+            "IN_PROGRESS",
+            "CANCELED",
+            "COMPLETED",
+            "DELETION_IN_PROGRESS",
+            "SCHEDULED",
+            "QUEUED",
+            "SUCCEEDED",
+            "FAILED",
+            "REJECTED",
+            "TIMED_OUT",
+            "REMOVED",
+            "running",
+            "paused",
+            "following",
+            "rolling_back",
+            "rolled_back",
+            "pending",
+            "verifying",
+            "awaiting_approval",
+            "passed",
+            "?",
+        ];
+        let dynamic = statuses
+            .iter()
+            .map(|s| crate::ui::status_label(s))
+            .chain(crate::wizard::STEPS)
+            .chain({
+                use crate::rollouts::Action::*;
+                [Pause, Resume, Promote, Approve, Cancel, RetryFailed]
+                    .into_iter()
+                    .flat_map(|a| [a.label(), a.explain()])
+            })
+            .chain(
+                crate::wizard::all_problems(&crate::wizard::Draft {
+                    source: crate::wizard::Source::Template,
+                    rollout_id: "bad id".into(),
+                    attributes: "x".into(),
+                    waves: vec![],
+                    rate: "x".into(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .map(|p| p.message),
+            );
+        for key in dynamic {
+            if !ES.iter().any(|(en, _)| *en == key) {
+                missing.push(key.to_owned());
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(missing.is_empty(), "no Spanish for: {missing:#?}");
+    }
+
+    #[test]
+    fn translations_are_unique_and_fall_back_to_english() {
+        for (i, (en, _)) in ES.iter().enumerate() {
+            assert!(!ES[..i].iter().any(|(other, _)| other == en), "{en} twice");
+        }
+        assert_eq!(translate(Lang::Es, "Overview"), "Resumen");
+        assert_eq!(translate(Lang::En, "Overview"), "Overview");
+        assert_eq!(translate(Lang::Es, "not a key"), "not a key");
+        assert_eq!(Lang::parse("es-ES"), Lang::Es);
+        assert_eq!(Lang::parse("fr"), Lang::En);
+    }
+}
