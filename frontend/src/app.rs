@@ -50,7 +50,7 @@ pub fn App() -> impl IntoView {
         role: RwSignal::new(Role::Operator),
         notice: RwSignal::new(None),
     };
-    provide_context(ctx);
+    crate::ui::set_ctx(ctx);
     provide_context(live::start());
 
     let route = RwSignal::new(current_route());

@@ -47,8 +47,25 @@ pub struct Ctx {
     pub notice: RwSignal<Option<(bool, String)>>,
 }
 
+thread_local! {
+    static CTX: std::cell::OnceCell<Ctx> = const { std::cell::OnceCell::new() };
+}
+
+/// Makes `ctx` the app's context. Kept outside Leptos' owner tree too, because actions read it
+/// after an `await` in a spawned task, where there is no owner to ask.
+pub fn set_ctx(ctx: Ctx) {
+    CTX.with(|cell| {
+        let _ = cell.set(ctx);
+    });
+    provide_context(ctx);
+}
+
 pub fn ctx() -> Ctx {
-    expect_context::<Ctx>()
+    CTX.with(|cell| {
+        *cell
+            .get()
+            .expect("App sets the context before anything reads it")
+    })
 }
 
 /// A text in the chosen language, as a reactive view or attribute value.

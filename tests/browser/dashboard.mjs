@@ -169,6 +169,9 @@ await check('the audit log exports CSV', async () => {
 
 await check('the page is keyboard navigable', async () => {
   await open(page, '#/', '[data-testid=overview]');
+  // A fresh load, so keyboard navigation starts at the top of the document.
+  await page.reload();
+  await page.waitForSelector('[data-testid=overview]');
   await page.keyboard.press('Tab');
   assert((await page.evaluate(() => document.activeElement.className)) === 'skip', 'the first Tab reaches the skip link');
   await page.keyboard.press('Enter');

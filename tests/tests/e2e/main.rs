@@ -11,6 +11,7 @@ mod artifacts;
 mod aws_mode;
 mod aws_moto;
 mod broker_tls;
+mod browser;
 mod deploy;
 mod device_isolation;
 mod engine_api;
