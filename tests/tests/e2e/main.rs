@@ -22,6 +22,7 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod projection;
+mod replicas;
 mod rollouts;
 mod seed_device;
 mod test_engine;
