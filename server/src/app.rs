@@ -501,6 +501,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     tasks.push(tokio::spawn(rollouts.clone().run(
         config.rollouts.tick,
         changes.clone(),
+        metrics.clone(),
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(crate::rollouts::webhooks::run(

@@ -37,6 +37,9 @@ pub struct Metrics {
     sse_events: AtomicU64,
     /// 1 while the event subscriber is connected with every subscription granted.
     event_subscriber_up: AtomicI64,
+    /// 1 while this replica holds the rollout orchestrator's leadership lock.
+    rollout_leader: AtomicI64,
+    rollout_ticks: AtomicU64,
     /// (method, route, status) → count. Routes, not paths, so ids do not explode the labels.
     http_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
 }
@@ -71,6 +74,16 @@ impl Metrics {
     pub fn set_event_subscriber_up(&self, up: bool) {
         self.event_subscriber_up
             .store(i64::from(up), Ordering::Relaxed);
+    }
+
+    /// Whether this replica orchestrates rollouts.
+    pub fn set_rollout_leader(&self, leader: bool) {
+        self.rollout_leader
+            .store(i64::from(leader), Ordering::Relaxed);
+    }
+
+    pub fn count_rollout_tick(&self) {
+        self.rollout_ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_sse_event(&self) {
@@ -151,6 +164,20 @@ impl Metrics {
              # TYPE flotilla_event_subscriber_up gauge\n\
              flotilla_event_subscriber_up {}",
             self.event_subscriber_up.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flotilla_rollout_leader 1 while this replica orchestrates rollouts (holds the leadership lock).\n\
+             # TYPE flotilla_rollout_leader gauge\n\
+             flotilla_rollout_leader {}",
+            self.rollout_leader.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flotilla_rollout_ticks_total Passes the rollout orchestrator made over the active rollouts on this replica.\n\
+             # TYPE flotilla_rollout_ticks_total counter\n\
+             flotilla_rollout_ticks_total {}",
+            load(&self.rollout_ticks)
         );
         let _ = writeln!(
             out,

@@ -23,6 +23,7 @@ use super::gates::{self, Verification};
 use super::model::{self, Change, ORCHESTRATOR, RolloutRow, WaveRow};
 use super::{release, schedule, selection};
 use crate::iot::{Iot, IotError};
+use crate::ops::Metrics;
 use crate::projection::Projection;
 use crate::stream::ChangeHub;
 
@@ -68,12 +69,21 @@ impl Orchestrator {
     }
 
     /// Runs until `shutdown`: campaigns for leadership and, while leading, ticks.
-    pub async fn run(self, every: Duration, changes: ChangeHub, shutdown: CancellationToken) {
+    /// `flotilla_rollout_leader` is 1 while this replica leads.
+    pub async fn run(
+        self,
+        every: Duration,
+        changes: ChangeHub,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             match self.campaign().await {
                 Ok(Some(lock)) => {
                     tracing::info!("this replica now orchestrates rollouts");
-                    self.lead(lock, every, &changes, &shutdown).await;
+                    metrics.set_rollout_leader(true);
+                    self.lead(lock, every, &changes, &metrics, &shutdown).await;
+                    metrics.set_rollout_leader(false);
                     if shutdown.is_cancelled() {
                         return;
                     }
@@ -113,10 +123,12 @@ impl Orchestrator {
         mut lock: PgConnection,
         every: Duration,
         changes: &ChangeHub,
+        metrics: &Metrics,
         shutdown: &CancellationToken,
     ) {
         let mut feed = changes.subscribe();
         loop {
+            metrics.count_rollout_tick();
             if let Err(error) = self.tick().await {
                 tracing::warn!(%error, "a rollout tick failed: {error}");
             }

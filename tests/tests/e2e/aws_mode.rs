@@ -60,14 +60,7 @@ async fn start_aws(
 
 /// A line of the server's `/metrics`, by its name and labels.
 async fn metric(server: &RunningServer, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    crate::helpers::metric(&format!("http://{}", server.addr), name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,6 +188,57 @@ fn signing_key_path(db: &TestDb, suffix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("flotilla-test-signing-{}{suffix}.pem", db.name))
 }
 
+/// `flotilla serve` as a child process (`CARGO_BIN_EXE_flotilla-test-server`) on
+/// `database_url` with `args` and `env` added, and the dashboard's base URL once it runs. The
+/// child dies with its handle; its stdout is drained so it never blocks on a full pipe.
+pub async fn serve_process(
+    database_url: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla-test-server"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting flotilla serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("Flotilla is running at ") {
+                return rest.trim_end_matches('/').to_owned();
+            }
+        }
+        panic!("flotilla serve exited before it was running");
+    })
+    .await
+    .expect("flotilla serve started in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+/// The value of one line of `{base}/metrics`, by its name and labels (`None` while the server
+/// does not answer).
+pub async fn metric(base: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -23,6 +23,7 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod projection;
+mod replicas;
 mod rollouts;
 mod seed_device;
 mod test_engine;

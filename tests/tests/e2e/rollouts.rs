@@ -209,7 +209,7 @@ async fn reported_version(iot: &aws_sdk_iot::Client, job: &str, thing: &str) -> 
         .cloned()
 }
 
-fn release(version: &str) -> Value {
+pub(crate) fn release(version: &str) -> Value {
     json!({"kind": "template", "template_id": "firmware", "parameters": {"version": version}, "version": version})
 }
 
@@ -222,7 +222,7 @@ fn wave_history(events: &[RolloutEvent]) -> Vec<(i32, String)> {
 }
 
 #[track_caller]
-fn assert_wave(wave: &WaveStatus, size: i64, succeeded: i64) {
+pub(crate) fn assert_wave(wave: &WaveStatus, size: i64, succeeded: i64) {
     assert_eq!((wave.size, wave.succeeded), (size, succeeded), "{wave:?}");
 }
 
@@ -801,64 +801,34 @@ async fn a_webhook_receiver_gets_every_state_change_once_with_a_valid_signature(
     s.stop().await;
 }
 
-/// `flotilla serve` as a child process on `database_url`, and the dashboard's address.
+/// `flotilla serve` in local mode as a child process on `database_url`, with six simulated
+/// devices, and the dashboard's address.
 async fn serve_child(
     database_url: &str,
     artifacts: &std::path::Path,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla-test-server"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--mqtts-listen",
-            "127.0.0.1:0",
-            "--s3-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--simulate",
-            "6",
-            "--reconcile-seconds",
-            "1",
-            "--rollout-tick-ms",
-            "200",
-        ])
-        .arg("--artifact-dir")
-        .arg(artifacts)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting flotilla serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("Flotilla is running at ") {
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-        panic!("flotilla serve exited before it was running");
-    })
-    .await
-    .expect("flotilla serve started in time");
-    // Keep reading so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let flags = [
+        "--mqtt-listen",
+        "127.0.0.1:0",
+        "--mqtts-listen",
+        "127.0.0.1:0",
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--simulate",
+        "6",
+        "--reconcile-seconds",
+        "1",
+        "--rollout-tick-ms",
+        "200",
+        "--artifact-dir",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = flags.iter().map(std::ffi::OsStr::new).collect();
+    args.push(artifacts.as_os_str());
+    crate::helpers::serve_process(database_url, &args, &[]).await
 }
 
-#[tokio::test]
-async fn a_server_killed_mid_wave_resumes_without_a_duplicate_job() {
-    let db = crate::helpers::TestDb::create().await;
-    let artifacts = std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", db.name));
-    let http = reqwest::Client::new();
-    let (mut child, base) = serve_child(&db.url, &artifacts).await;
+/// The firmware template and then the rollout `request`, through the HTTP API at `base`.
+pub(crate) async fn create_over_http(http: &reqwest::Client, base: &str, request: Value) {
     let template = http
         .post(format!("{base}/api/v1/templates"))
         .json(&json!({
@@ -870,43 +840,71 @@ async fn a_server_killed_mid_wave_resumes_without_a_duplicate_job() {
         .await
         .expect("POST template");
     assert_eq!(template.status(), StatusCode::CREATED);
-    let things: Vec<String> = (1..=6).map(simulator::thing_name).collect();
     let created = http
         .post(format!("{base}/api/v1/rollouts"))
-        .json(&json!({
-            "rollout_id": "fw-kill",
-            "release": release("2.0.0"),
-            "targets": {"things": things},
-            "waves": [{"count": 3}, {"percent": 100}],
-        }))
+        .json(&request)
         .send()
         .await
         .expect("POST rollout");
     assert_eq!(created.status(), StatusCode::CREATED);
-    let detail = |base: String| {
-        let http = http.clone();
-        async move {
-            let response = http
-                .get(format!("{base}/api/v1/rollouts/fw-kill"))
-                .send()
-                .await
-                .ok()?;
-            response.json::<RolloutDetail>().await.ok()
-        }
-    };
-    eventually("wave 1 to run", WAIT, || {
-        let d = detail(base.clone());
-        async move { d.await.filter(|d| d.waves[0].state == "running") }
+}
+
+/// Rollout `id` read through the HTTP API at `base` once `until` holds (`what` names it).
+pub(crate) async fn rollout_over_http(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    what: &str,
+    until: impl Fn(&RolloutDetail) -> bool,
+) -> RolloutDetail {
+    eventually(what, WAIT, || async {
+        let response = http
+            .get(format!("{base}/api/v1/rollouts/{id}"))
+            .send()
+            .await
+            .ok()?;
+        response
+            .json::<RolloutDetail>()
+            .await
+            .ok()
+            .filter(|d| until(d))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_wave_resumes_without_a_duplicate_job() {
+    let db = crate::helpers::TestDb::create().await;
+    let artifacts = std::env::temp_dir().join(format!("flotilla-test-artifacts-{}", db.name));
+    let http = reqwest::Client::new();
+    let (mut child, base) = serve_child(&db.url, &artifacts).await;
+    let things: Vec<String> = (1..=6).map(simulator::thing_name).collect();
+    create_over_http(
+        &http,
+        &base,
+        json!({
+            "rollout_id": "fw-kill",
+            "release": release("2.0.0"),
+            "targets": {"things": things},
+            "waves": [{"count": 3}, {"percent": 100}],
+        }),
+    )
+    .await;
+    rollout_over_http(&http, &base, "fw-kill", "wave 1 to run", |d| {
+        d.waves[0].state == "running"
     })
     .await;
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaping the server");
 
     let (mut child, base) = serve_child(&db.url, &artifacts).await;
-    let done = eventually("the rollout to complete after the restart", WAIT, || {
-        let d = detail(base.clone());
-        async move { d.await.filter(|d| d.rollout.state == "completed") }
-    })
+    let done = rollout_over_http(
+        &http,
+        &base,
+        "fw-kill",
+        "the rollout to complete after the restart",
+        |d| d.rollout.state == "completed",
+    )
     .await;
     assert_wave(&done.waves[0], 3, 3);
     assert_wave(&done.waves[1], 3, 3);
