@@ -9,8 +9,12 @@ pub struct AuditEntry {
     pub id: i64,
     /// RFC 3339.
     pub at: String,
-    /// Who: `anonymous` until requests are authenticated.
+    /// Who: the user, or `anonymous` when the request carried no valid identity.
     pub actor: String,
+    /// The actor's role when it acted; absent for anonymous requests and the server's own
+    /// changes.
+    #[serde(default)]
+    pub role: Option<String>,
     /// The method and route, `POST /api/v1/jobs/{job_id}/cancel`.
     pub action: String,
     /// The path acted on, `/api/v1/jobs/fw-42/cancel`.

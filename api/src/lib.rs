@@ -9,12 +9,14 @@
 use serde::{Deserialize, Serialize};
 
 mod audit;
+mod auth;
 mod fleet;
 mod job_options;
 mod rollouts;
 mod templates;
 
 pub use audit::{AuditEntry, AuditPage};
+pub use auth::{ApiToken, CreateToken, CreatedToken, Me, Role, TokenList};
 pub use fleet::{
     Thing, ThingDetail, ThingExecution, ThingGroup, ThingGroupDetail, ThingGroupList, ThingList,
 };

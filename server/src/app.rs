@@ -93,6 +93,8 @@ pub struct ServeConfig {
     pub artifacts: ArtifactConfig,
     /// The rollout orchestrator's tick and clock.
     pub rollouts: crate::rollouts::RolloutSettings,
+    /// Where identities come from (development sign-in by default).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// What request handlers share. Cheap to clone.
@@ -112,6 +114,8 @@ pub struct AppState {
     pub artifacts: Artifacts,
     /// The rollout orchestrator's context (operators' actions share it).
     pub rollouts: crate::rollouts::Orchestrator,
+    /// Who requests come from, and the keys that say so.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
@@ -119,11 +123,13 @@ pub struct AppState {
 pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
     let ui = static_files(static_dir);
     Router::new()
-        .nest(
-            "/api/v1",
-            crate::api::router(&state).merge(crate::stream::router()),
+        .nest("/api/v1", crate::api::router(&state))
+        .merge(
+            crate::ops::router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::auth::authorize,
+            )),
         )
-        .merge(crate::ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::ops::count_requests,
@@ -153,6 +159,52 @@ async fn no_cache(mut response: axum::response::Response) -> axum::response::Res
         axum::http::HeaderValue::from_static("no-cache"),
     );
     response
+}
+
+/// The application's router on a database, an IoT client and a store that are never reached,
+/// for listing its routes (the OpenAPI and permission tests, the authorization matrix).
+pub async fn router_for_inspection() -> Router {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://unused.invalid/unused")
+        .expect("a lazy pool");
+    let sdk = aws_sdk_iot::Config::builder()
+        .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
+        .region(aws_sdk_iot::config::Region::new("us-east-1"))
+        .build();
+    let iot = Iot::new(aws_sdk_iot::Client::from_conf(sdk));
+    let metrics = Arc::new(Metrics::default());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let artifacts = Artifacts::start(s3, "us-east-1", &Default::default(), None, false)
+        .await
+        .expect("artifacts without a store");
+    let changed = mpsc::unbounded_channel().0;
+    let projection = Projection::new(pool.clone(), iot.clone());
+    let rollouts = crate::rollouts::Orchestrator {
+        pool: pool.clone(),
+        iot: iot.clone(),
+        projection: projection.clone(),
+        changed: changed.clone(),
+        clock: Arc::new(flotilla_engine::clock::SystemClock),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        webhooks: Arc::new(tokio::sync::Notify::new()),
+    };
+    let state = AppState {
+        projection,
+        changes: ChangeHub::new(pool.clone(), metrics.clone(), CancellationToken::new()),
+        changed,
+        artifacts,
+        rollouts,
+        pool,
+        iot,
+        metrics,
+        auth: crate::auth::Auth::new(Default::default()),
+    };
+    build_router(state, std::path::Path::new("static"))
 }
 
 /// A started server.
@@ -264,6 +316,9 @@ async fn aws_event_source(iot: &Iot, events: &AwsEvents) -> anyhow::Result<Event
 
 /// Starts the server as `config` says.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    config
+        .auth
+        .check(config.listen, matches!(config.iot, IotMode::Aws { .. }))?;
     let pool = crate::db::connect_and_migrate(&config.database_url, 20).await?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -521,6 +576,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         changes,
         artifacts,
         rollouts,
+        auth: crate::auth::Auth::new(config.auth.clone()),
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

@@ -18,12 +18,11 @@ use flotilla_api::AuditEntry;
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// Who acted, until requests are authenticated.
+/// Who acted when the request carried no valid identity.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// Who is acting, as the hook determined it; handlers that record their own audit entries
-/// (rollout transitions) take it from the request's extensions. Always [`ANONYMOUS`] until
-/// requests are authenticated (issue 9 sets it here, and role checks can read it).
+/// Who is acting: the signed-in user, as [`crate::auth::authorize`] found them. Handlers that
+/// record their own audit entries (rollout transitions) take it from the request's extensions.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
@@ -42,10 +41,9 @@ const MAX_STRING: usize = 256;
 /// attempt and its outcome.
 pub async fn record_mutations(
     State(pool): State<PgPool>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    request.extensions_mut().insert(Actor(ANONYMOUS.to_owned()));
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -94,8 +92,12 @@ pub async fn record_mutations(
         .map_or(if status.is_success() { "ok" } else { "error" }, |code| {
             code.0
         });
+    // The permission check inside leaves the identity it found on the response, refused or
+    // not.
+    let identity = response.extensions().get::<crate::auth::Identity>();
     let entry = NewEntry {
-        actor: ANONYMOUS,
+        actor: identity.map_or(ANONYMOUS, |identity| identity.user.as_str()),
+        role: identity.map(|identity| identity.role.as_str()),
         action: &action,
         target: &target,
         request: summarize(&bytes),
@@ -112,6 +114,7 @@ pub async fn record_mutations(
 /// One attempt to record.
 struct NewEntry<'a> {
     actor: &'a str,
+    role: Option<&'a str>,
     action: &'a str,
     target: &'a str,
     request: Option<Value>,
@@ -133,6 +136,7 @@ pub async fn record_change(
 ) -> sqlx::Result<()> {
     NewEntry {
         actor,
+        role: None,
         action,
         target,
         request: Some(details),
@@ -147,10 +151,11 @@ pub async fn record_change(
 impl NewEntry<'_> {
     async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
         sqlx::query(
-            "insert into server.audit_log (actor, action, target, request, status, outcome, source)
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "insert into server.audit_log (actor, role, action, target, request, status, outcome, source)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(self.actor)
+        .bind(self.role)
         .bind(self.action)
         .bind(self.target)
         .bind(&self.request)
@@ -233,6 +238,7 @@ struct EntryRow {
     id: i64,
     at: DateTime<Utc>,
     actor: String,
+    role: Option<String>,
     action: String,
     target: String,
     request: Option<Value>,
@@ -248,7 +254,7 @@ pub async fn page(
     limit: i64,
 ) -> sqlx::Result<(Vec<AuditEntry>, Option<i64>)> {
     let rows: Vec<EntryRow> = sqlx::query_as(
-        "select id, at, actor, action, target, request, status, outcome, source
+        "select id, at, actor, role, action, target, request, status, outcome, source
              from server.audit_log
              where ($1::text is null or action = $1)
                and ($2::text is null or starts_with(target, $2))
@@ -276,6 +282,7 @@ pub async fn page(
             id: row.id,
             at: row.at.to_rfc3339_opts(SecondsFormat::Millis, true),
             actor: row.actor,
+            role: row.role,
             action: row.action,
             target: row.target,
             request: row.request,

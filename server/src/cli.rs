@@ -116,6 +116,8 @@ struct ServeArgs {
     reconcile_budget: f64,
     #[command(flatten)]
     artifacts: crate::artifacts::ArtifactArgs,
+    #[command(flatten)]
+    auth: crate::auth::AuthArgs,
     /// How often the rollout orchestrator checks its rollouts, in milliseconds, when nothing
     /// else wakes it (execution changes and operators' actions do).
     #[arg(long, env = "FLOTILLA_ROLLOUT_TICK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
@@ -290,6 +292,7 @@ pub fn main() -> anyhow::Result<()> {
                             credentials: None,
                         },
                     },
+                    auth: args.auth.into_config(&args.region),
                     region: args.region,
                     static_dir: args.static_dir,
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),

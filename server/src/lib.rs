@@ -11,6 +11,8 @@
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
 //! - [`rollouts`]: staged rollouts (waves, gates, failure policies, webhooks) and their
 //!   orchestrator.
+//! - [`auth`]: identities (development, oauth2-proxy headers, AWS ALB, API tokens), roles and
+//!   the permission of every route.
 //! - [`audit`]: the audit hook every API mutation passes through, and the audit log.
 //! - [`artifacts`]: the bucket artifacts live in (through `aws-sdk-s3`), and [`signing`]:
 //!   ECDSA P-256 code signing with a key file or AWS KMS.
@@ -19,6 +21,7 @@ pub mod api;
 pub mod app;
 pub mod artifacts;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod iot;

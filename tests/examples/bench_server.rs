@@ -234,6 +234,7 @@ async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duratio
         reconcile_budget: 10.0,
         artifacts: Default::default(),
         rollouts: Default::default(),
+        auth: Default::default(),
     })
     .await?;
     let mut response = reqwest::get(format!(

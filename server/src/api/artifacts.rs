@@ -171,6 +171,7 @@ async fn upload_view(
 #[utoipa::path(post, path = "/api/v1/artifacts/uploads", operation_id = "artifacts_create_upload", tag = "artifacts", request_body(content = Object, description = "name, version, size, content type, hardware types and SHA-256 of the file"), responses((status = 201, description = "The upload with its presigned part URLs", body = Object), ApiError))]
 pub(crate) async fn create_upload(
     State(state): State<AppState>,
+    axum::Extension(identity): axum::Extension<crate::auth::Identity>,
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<Upload>), ApiError> {
     let mut problems = Problems::default();
@@ -228,7 +229,7 @@ pub(crate) async fn create_upload(
         object_key: key,
         s3_upload_id,
         part_size: Artifacts::part_size(request.size) as i64,
-        uploader: crate::audit::ANONYMOUS.to_owned(),
+        uploader: identity.user,
     };
     sqlx::query(
         "insert into server.artifact_uploads

@@ -17,6 +17,13 @@ pub enum ApiError {
         message: String,
         fields: Vec<FieldError>,
     },
+    /// The request carries no identity, or one that is forged, expired or from an untrusted
+    /// address.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's role does not allow the request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -96,6 +103,13 @@ impl IntoResponse for ApiError {
                 message,
                 fields,
             ),
+            Self::Unauthenticated(message) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                message,
+                Vec::new(),
+            ),
+            Self::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message, Vec::new()),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message, Vec::new()),
             Self::Conflict(message) => (StatusCode::CONFLICT, "conflict", message, Vec::new()),
             Self::Upstream(error) => {
@@ -167,6 +181,11 @@ impl utoipa::IntoResponses for ApiError {
     > {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         [
+            (
+                "401",
+                "`unauthenticated`: no identity, or a forged, expired or untrusted one",
+            ),
+            ("403", "`forbidden`: the caller's role does not allow this"),
             ("404", "`not_found`: no such job, template, thing or group"),
             (
                 "409",

@@ -211,9 +211,20 @@ pub(crate) async fn create_job(iot: &crate::iot::Iot, job: NewJob) -> Result<(),
     responses((status = 201, description = "The job as created", body = JobDetail), ApiError))]
 pub(super) async fn create(
     State(state): State<AppState>,
+    axum::Extension(identity): axum::Extension<crate::auth::Identity>,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
+    // Technicians act on single devices: a published template on one thing, nothing more.
+    let single_device_template = request.template_id.is_some()
+        && request.things.len() == 1
+        && request.thing_groups.is_empty();
     let job = validate(&state, request).await?;
+    if identity.role < flotilla_api::Role::Operator && !single_device_template {
+        return Err(ApiError::Forbidden(format!(
+            "{} is a {}: a technician may only run a template on one thing",
+            identity.user, identity.role
+        )));
+    }
     let job_id = job.job_id.clone();
     create_job(&state.iot, job)
         .await

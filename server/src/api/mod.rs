@@ -8,6 +8,7 @@
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
 //! - `GET /audit`: the audit log.
+//! - [`crate::auth`]: `GET /me` and personal API tokens (`/tokens`); every route's permission.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
 mod artifacts;
@@ -32,8 +33,9 @@ pub use error::ApiError;
 /// The largest job document AWS IoT accepts.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
 
-/// Every API route, with the audit hook around them; unknown paths under `/api/v1` get a JSON
-/// 404.
+/// Every API route (the live stream too), each behind its permission
+/// ([`crate::auth::authorize`]), with the audit hook around them all so it records refused
+/// attempts too; unknown paths under `/api/v1` get a JSON 404.
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(jobs::router())
@@ -41,8 +43,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(templates::router())
         .merge(artifacts::router())
         .merge(crate::rollouts::routes::router())
+        .merge(crate::auth::router())
+        .merge(crate::stream::router())
         .route("/audit", get(audit))
         .route("/openapi.json", get(openapi::document))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
+        ))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(
             state.pool.clone(),

@@ -24,7 +24,11 @@ use super::{fleet, jobs, templates};
         title = "Flotilla",
         description = "Fleet software updates over AWS IoT Jobs: jobs, templates, the fleet, \
             the audit log and live changes. JSON with snake_case names and RFC 3339 times; every \
-            error is an `ErrorBody` with a stable `code`."
+            error is an `ErrorBody` with a stable `code`. Requests are authenticated by the \
+            server's sign-in (an identity-aware proxy, an AWS ALB, or development sign-in) or \
+            with a personal API token as `Authorization: Bearer flt_…`; each operation needs a \
+            role (viewer, technician, operator, admin), else 401 `unauthenticated` or 403 \
+            `forbidden`."
     ),
     paths(
         jobs::list,
@@ -49,6 +53,10 @@ use super::{fleet, jobs, templates};
         templates::import_managed,
         templates::sync,
         super::audit,
+        crate::auth::me,
+        crate::auth::tokens::list,
+        crate::auth::tokens::create,
+        crate::auth::tokens::revoke,
         super::artifacts::list,
         super::artifacts::create_upload,
         super::artifacts::upload,
@@ -84,6 +92,7 @@ use super::{fleet, jobs, templates};
         (name = "artifacts", description = "Uploaded, signed builds and their deployment"),
         (name = "rollouts", description = "Staged rollouts: waves, gates, failure policies"),
         (name = "audit", description = "Every mutation attempted through the API"),
+        (name = "auth", description = "The caller's identity and personal API tokens"),
         (name = "stream", description = "Live changes (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -110,111 +119,14 @@ pub(super) async fn document() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
-
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::app::{AppState, build_router};
+    use crate::auth::permissions::served_routes;
 
-    /// The methods axum's `MethodRouter` keeps a field for, in the order its `Debug` prints them.
-    const METHODS: [&str; 9] = [
-        "get", "head", "delete", "options", "patch", "post", "put", "trace", "connect",
+    /// The methods of OpenAPI operations.
+    const METHODS: [&str; 8] = [
+        "get", "head", "delete", "options", "patch", "post", "put", "trace",
     ];
-
-    /// The application's router, on a database and an IoT client that are never reached.
-    async fn router() -> axum::Router {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .connect_lazy("postgres://unused.invalid/unused")
-            .expect("a lazy pool");
-        let sdk = aws_sdk_iot::Config::builder()
-            .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
-            .region(aws_sdk_iot::config::Region::new("us-east-1"))
-            .build();
-        let iot = crate::iot::Iot::new(aws_sdk_iot::Client::from_conf(sdk));
-        let metrics = Arc::new(crate::ops::Metrics::default());
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .build(),
-        );
-        let artifacts =
-            crate::artifacts::Artifacts::start(s3, "us-east-1", &Default::default(), None, false)
-                .await
-                .expect("artifacts without a store");
-        let changed = tokio::sync::mpsc::unbounded_channel().0;
-        let projection = crate::projection::Projection::new(pool.clone(), iot.clone());
-        let rollouts = crate::rollouts::Orchestrator {
-            pool: pool.clone(),
-            iot: iot.clone(),
-            projection: projection.clone(),
-            changed: changed.clone(),
-            clock: Arc::new(flotilla_engine::clock::SystemClock),
-            wake: Arc::new(tokio::sync::Notify::new()),
-            webhooks: Arc::new(tokio::sync::Notify::new()),
-        };
-        let state = AppState {
-            projection,
-            changes: crate::stream::ChangeHub::new(
-                pool.clone(),
-                metrics.clone(),
-                CancellationToken::new(),
-            ),
-            changed,
-            artifacts,
-            rollouts,
-            pool,
-            iot,
-            metrics,
-        };
-        build_router(state, std::path::Path::new("static"))
-    }
-
-    /// Every (method, path) the router serves, read from its `Debug` output: axum offers no
-    /// other way to list routes. The output names each route's id with its path, and each
-    /// method router's endpoints by method (`None` where a method is not routed). Should an
-    /// axum upgrade change that format, this finds nothing and the test fails; it cannot pass
-    /// by finding too little, since every documented operation must be found too.
-    fn served(router: &axum::Router) -> BTreeSet<(String, String)> {
-        let text = format!("{router:?}");
-        // The routes proper; what follows is the fallback router (the web UI).
-        let text = text
-            .split_once("fallback_router:")
-            .map_or(text.as_str(), |(routes, _)| routes);
-        let path_re = regex::Regex::new(r#"RouteId\((\d+)\): "([^"]*)""#).expect("a regex");
-        let paths: std::collections::HashMap<&str, &str> = path_re
-            .captures_iter(text)
-            .map(|c| {
-                let (_, [id, path]) = c.extract();
-                (id, path)
-            })
-            .collect();
-        let method_re =
-            regex::Regex::new(r"RouteId\((\d+)\): MethodRouter\(MethodRouter \{ ([^}]*)")
-                .expect("a regex");
-        let mut served = BTreeSet::new();
-        for captures in method_re.captures_iter(text) {
-            let (_, [id, fields]) = captures.extract();
-            let path = paths.get(id).copied().unwrap_or_default();
-            // The nested API's fallback (a JSON 404 for unknown paths), which axum routes at
-            // the nest's own path and below it, is not an endpoint.
-            if path.contains("__private__axum") || path == "/api/v1" {
-                continue;
-            }
-            for field in fields.split(", ") {
-                if let Some((method, endpoint)) = field.split_once(": ")
-                    && METHODS.contains(&method)
-                    && endpoint != "None"
-                    // axum answers HEAD with the GET handler; the document names GET only.
-                    && method != "head"
-                {
-                    served.insert((method.to_owned(), path.to_owned()));
-                }
-            }
-        }
-        served
-    }
 
     fn documented() -> BTreeSet<(String, String)> {
         let document: serde_json::Value = serde_json::from_str(json()).expect("JSON");
@@ -231,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_route_is_documented_and_every_documented_route_is_served() {
-        let served = served(&router().await);
+        let served = served_routes(&crate::app::router_for_inspection().await);
         let documented = documented();
         assert!(
             documented.len() >= 48,

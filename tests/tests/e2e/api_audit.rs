@@ -67,7 +67,8 @@ async fn every_mutation_is_audited_refused_ones_too() {
         ]
     );
     let first = &page.entries[3];
-    assert_eq!(first.actor, "anonymous");
+    assert_eq!(first.actor, "dev-admin");
+    assert_eq!(first.role.as_deref(), Some("admin"));
     assert_eq!(first.target, "/api/v1/jobs");
     assert_eq!(first.source.as_deref(), Some("127.0.0.1"));
     let request = first.request.as_ref().expect("a request summary");

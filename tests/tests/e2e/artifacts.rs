@@ -160,7 +160,7 @@ async fn an_uploaded_artifact_is_signed_deployed_and_installed() {
     assert_eq!(artifact.signature_algorithm, "ECDSA_P256_SHA256");
     assert_eq!(artifact.hardware_types, ["rpi4", "imx8:rev-b"]);
     assert_eq!(artifact.content_type, "application/x-tar");
-    assert_eq!(artifact.uploader, "anonymous");
+    assert_eq!(artifact.uploader, "dev-admin");
     let listed: ArtifactList = get(&app, "/api/v1/artifacts").await.json();
     assert_eq!(listed.artifacts, vec![artifact.clone()]);
     let detail: Artifact = get(&app, &format!("/api/v1/artifacts/{}", artifact.id))

@@ -53,6 +53,7 @@ async fn start_aws(
         reconcile_budget: 50.0,
         artifacts: Default::default(),
         rollouts: Default::default(),
+        auth: crate::helpers::proxy_auth(),
     })
     .await
     .expect("starting a server in AWS mode")
@@ -110,15 +111,16 @@ async fn aws_mode_follows_job_events_over_mutual_tls() {
         "the job's success in the projection",
         Duration::from_secs(30),
         || async {
-            let job: flotilla_api::JobDetail =
-                reqwest::get(format!("{base}/api/v1/jobs/aws-mode-job"))
-                    .await
-                    .ok()?
-                    .error_for_status()
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+            let job: flotilla_api::JobDetail = crate::helpers::admin_client()
+                .get(format!("{base}/api/v1/jobs/aws-mode-job"))
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             (job.job.counts.succeeded == 1).then_some(job)
         },
     )
@@ -150,7 +152,7 @@ async fn two_aws_mode_replicas_on_one_database_share_live_changes() {
         .expect("CreateThing");
     let mut on_b = SseClient::connect(&format!("http://{}", b.addr), "", None).await;
 
-    let created = reqwest::Client::new()
+    let created = crate::helpers::admin_client()
         .post(format!("http://{}/api/v1/jobs", a.addr))
         .json(&json!({"job_id": "replicas", "things": ["replica-1"], "document": {"op": "x"}}))
         .send()

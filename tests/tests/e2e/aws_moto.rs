@@ -94,11 +94,12 @@ async fn aws_mode_creates_lists_describes_and_cancels_a_job_on_moto() {
             ..Default::default()
         },
         rollouts: Default::default(),
+        auth: crate::helpers::proxy_auth(),
     })
     .await
     .expect("starting the server against moto");
     let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
+    let http = crate::helpers::admin_client();
     server
         .iot_client
         .create_thing()

@@ -4,7 +4,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use flotilla_api::Role;
 use flotilla_server::app::{self, IotMode, RunningServer, ServeConfig};
+use flotilla_server::auth::{AuthConfig, AuthMode};
 use sqlx::Connection;
 
 /// A database of its own for one test, created on the server named by `DATABASE_URL`.
@@ -100,7 +102,61 @@ pub fn local_config(
             ..Default::default()
         },
         rollouts,
+        auth: Default::default(),
     }
+}
+
+/// The groups of [`proxy_auth`] and the role each gives.
+pub const ROLE_GROUPS: [(&str, Role); 4] = [
+    ("flotilla-viewers", Role::Viewer),
+    ("flotilla-technicians", Role::Technician),
+    ("flotilla-operators", Role::Operator),
+    ("flotilla-admins", Role::Admin),
+];
+
+/// Authentication as behind oauth2-proxy: identity headers are believed from loopback, and
+/// each of [`ROLE_GROUPS`] gives its role. AWS mode refuses development sign-in, so its
+/// tests use this.
+pub fn proxy_auth() -> AuthConfig {
+    AuthConfig {
+        mode: AuthMode::Proxy,
+        trusted_proxies: vec![
+            "127.0.0.1".parse().expect("an address"),
+            "::1".parse().expect("an address"),
+        ],
+        group_roles: ROLE_GROUPS
+            .iter()
+            .map(|(group, role)| ((*group).to_owned(), *role))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A client whose every request carries oauth2-proxy's identity headers for `user` in
+/// `groups` (comma-separated).
+pub fn proxy_client(user: &str, groups: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-user", user.parse().expect("a header value"));
+    headers.insert(
+        "x-forwarded-email",
+        format!("{user}@example.com")
+            .parse()
+            .expect("a header value"),
+    );
+    headers.insert(
+        "x-forwarded-groups",
+        groups.parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A client that is an admin on a [`proxy_auth`] server; a development server ignores the
+/// headers and makes it its admin anyway.
+pub fn admin_client() -> reqwest::Client {
+    proxy_client("test-admin", "flotilla-admins")
 }
 
 /// A running server in local mode with a simulated fleet, and an HTTP client for it.
@@ -136,6 +192,22 @@ impl TestApp {
             server,
             db,
             http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    /// A server with `things` registered, no devices, and `auth` for its authentication; its
+    /// [`Self::http`] is an admin's [`admin_client`].
+    pub async fn start_with_auth(things: &[&str], auth: AuthConfig) -> Self {
+        let db = TestDb::create().await;
+        let mut config = local_config(&db, "", 0, things, Default::default());
+        config.auth = auth;
+        let server = app::start(config).await.expect("starting the server");
+        let base = format!("http://{}", server.addr);
+        Self {
+            server,
+            db,
+            http: admin_client(),
             base,
         }
     }

@@ -8,6 +8,7 @@ mod api_jobs;
 mod api_support;
 mod api_templates;
 mod artifacts;
+mod auth;
 mod aws_mode;
 mod aws_moto;
 mod broker_tls;

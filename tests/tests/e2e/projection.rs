@@ -324,7 +324,8 @@ pub(crate) struct SseClient {
 
 impl SseClient {
     pub(crate) async fn connect(base: &str, query: &str, last_event_id: Option<i64>) -> Self {
-        let mut request = reqwest::Client::new().get(format!("{base}/api/v1/stream{query}"));
+        let mut request =
+            crate::helpers::admin_client().get(format!("{base}/api/v1/stream{query}"));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -547,6 +548,7 @@ async fn readiness_and_metrics_report_the_server() {
         reconcile_budget: 1.0,
         artifacts: Default::default(),
         rollouts: Default::default(),
+        auth: crate::helpers::proxy_auth(),
     })
     .await
     .expect("starting a server with an unreachable IoT");

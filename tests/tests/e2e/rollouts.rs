@@ -404,7 +404,7 @@ async fn a_canary_with_thirty_percent_failures_pauses_before_wave_two() {
     assert_eq!(canceled.rollout.state, "canceled");
     assert_eq!(canceled.waves[1].state, "canceled");
     let last = canceled.events.last().expect("events");
-    assert_eq!(last.actor, "anonymous");
+    assert_eq!(last.actor, "dev-admin");
     assert!(
         last.reason
             .as_deref()
@@ -538,7 +538,7 @@ async fn an_approval_gate_waits_for_an_operator() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let waiting = s.detail("fw-approve").await;
     assert_eq!(waiting.waves[1].state, "pending");
-    // The approver is the audit hook's actor (everyone is `anonymous` until issue 9's roles).
+    // The approver is the signed-in user (development sign-in: `dev-admin`).
     let approved: RolloutDetail = post(
         &s.app,
         "/api/v1/rollouts/fw-approve/approve",
@@ -547,7 +547,7 @@ async fn an_approval_gate_waits_for_an_operator() {
     .await
     .json();
     assert_eq!(approved.waves[0].state, "passed");
-    assert_eq!(approved.waves[0].approved_by.as_deref(), Some("anonymous"));
+    assert_eq!(approved.waves[0].approved_by.as_deref(), Some("dev-admin"));
     post(&s.app, "/api/v1/rollouts/fw-approve/approve", json!({}))
         .await
         .assert_error(StatusCode::CONFLICT, "conflict", None);
