@@ -391,6 +391,7 @@ mod tests {
             status: 200,
             outcome: "ok".into(),
             source: None,
+            role: None,
         }
     }
 

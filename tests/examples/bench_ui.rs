@@ -64,6 +64,7 @@ async fn main() -> Result<()> {
             ..Default::default()
         },
         rollouts: Default::default(),
+        auth: Default::default(),
     })
     .await?;
     let base = format!("http://{}", server.addr);
