@@ -31,7 +31,7 @@ const TAKEOVER: Duration = Duration::from_secs(10);
 async fn aws_replica(database_url: &str, engine: &TestEngine) -> (tokio::process::Child, String) {
     let (ca, certificate, key) = event_reader(engine).await;
     let endpoint = format!("http://{}", engine.engine.http_addr);
-    let flags: [&OsStr; 14] = [
+    let flags: [&OsStr; 20] = [
         "--iot".as_ref(),
         "aws".as_ref(),
         "--iot-endpoint".as_ref(),
@@ -46,6 +46,13 @@ async fn aws_replica(database_url: &str, engine: &TestEngine) -> (tokio::process
         "200".as_ref(),
         "--reconcile-seconds".as_ref(),
         "1".as_ref(),
+        // AWS mode refuses development sign-in: the tests act as an admin behind a proxy.
+        "--auth".as_ref(),
+        "proxy".as_ref(),
+        "--trusted-proxy".as_ref(),
+        "127.0.0.1".as_ref(),
+        "--group-role".as_ref(),
+        "flotilla-admins=admin".as_ref(),
     ];
     serve_process(
         database_url,
@@ -92,7 +99,7 @@ async fn two_server_processes_act_as_one() {
         None,
     );
     let db = TestDb::create().await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::admin_client();
 
     // A starts first and leads; B campaigns and loses while A lives.
     let (mut a, a_base) = aws_replica(&db.url, &engine).await;
