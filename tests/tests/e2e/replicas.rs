@@ -109,7 +109,14 @@ async fn two_server_processes_act_as_one() {
     .await;
     let (mut b, b_base) = aws_replica(&db.url, &engine).await;
     eventually("replica B to answer", WAIT, || leads(&b_base)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // B campaigns on every tick of its own; while A ticks five more times (a second at
+    // 200 ms), B has had as many chances to take over.
+    let ticks = || metric(&a_base, "flotilla_rollout_ticks_total");
+    let a_ticks = ticks().await.expect("A's tick count");
+    eventually("replica A to tick five more times", WAIT, || async {
+        ticks().await.filter(|t| *t >= a_ticks + 5.0)
+    })
+    .await;
     assert_eq!(
         leads(&b_base).await,
         Some(false),
