@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use flotilla_api::artifacts::{Artifact, Upload};
-use flotilla_server::app::{self, IotMode, ServeConfig};
+use flotilla_server::app::{self, ServeConfig};
 use futures::StreamExt as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -158,30 +158,12 @@ async fn main() -> Result<()> {
     let copy = started.elapsed();
     std::fs::remove_file(dir.join("copy.img"))?;
 
-    let loopback = "127.0.0.1:0".parse()?;
     let server = app::start(ServeConfig {
-        database_url: url.clone(),
-        listen: loopback,
-        iot: IotMode::Local {
-            mqtt_listen: loopback,
-            mqtts_listen: None,
-            engine_listen: loopback,
-            s3_listen: loopback,
-            artifact_dir: dir.join("store"),
-            simulate: 0,
-            register: Vec::new(),
-            device_token_secret: None,
-        },
-        region: "us-east-1".into(),
-        static_dir: "static".into(),
-        reconcile_every: Duration::from_secs(3600),
-        reconcile_budget: 10.0,
         artifacts: flotilla_server::artifacts::ArtifactConfig {
             signing_key: Some(key),
             ..Default::default()
         },
-        rollouts: Default::default(),
-        auth: Default::default(),
+        ..flotilla_tests::bench_local_config(&url, dir.join("store"), 0)
     })
     .await?;
     let base = format!("http://{}", server.addr);

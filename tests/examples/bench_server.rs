@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use flotilla_server::app::{self, IotMode, ServeConfig};
+use flotilla_server::app;
 use flotilla_server::ops::Metrics;
 use flotilla_server::projection::Projection;
 use flotilla_server::projection::events::{parse_event, run_ingestor};
@@ -214,28 +214,11 @@ async fn bench_ingestion(projection: &Projection) -> Result<(usize, Duration)> {
 
 async fn bench_sse(url: &str, projection: &Projection) -> Result<(usize, Duration, Duration)> {
     seed_job(projection.pool(), "bench-sse", 0).await?;
-    let loopback = "127.0.0.1:0".parse()?;
-    let server = app::start(ServeConfig {
-        database_url: url.to_owned(),
-        listen: loopback,
-        iot: IotMode::Local {
-            mqtt_listen: loopback,
-            mqtts_listen: None,
-            engine_listen: loopback,
-            s3_listen: loopback,
-            artifact_dir: std::env::temp_dir().join("flotilla-bench-artifacts"),
-            simulate: 0,
-            register: Vec::new(),
-            device_token_secret: None,
-        },
-        region: "us-east-1".into(),
-        static_dir: "static".into(),
-        reconcile_every: Duration::from_secs(3600),
-        reconcile_budget: 10.0,
-        artifacts: Default::default(),
-        rollouts: Default::default(),
-        auth: Default::default(),
-    })
+    let server = app::start(flotilla_tests::bench_local_config(
+        url,
+        std::env::temp_dir().join("flotilla-bench-artifacts"),
+        0,
+    ))
     .await?;
     let mut response = reqwest::get(format!(
         "http://{}/api/v1/stream?job_id=bench-sse",

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use flotilla_server::app::{self, IotMode, ServeConfig};
+use flotilla_server::app::{self, ServeConfig};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -41,30 +41,14 @@ async fn main() -> Result<()> {
     let key = dir.join("signing.pem");
     std::fs::create_dir_all(&dir)?;
     flotilla_server::signing::generate_key_file(&key)?;
-    let loopback = "127.0.0.1:0".parse()?;
     let server = app::start(ServeConfig {
-        database_url: url,
-        listen: loopback,
-        iot: IotMode::Local {
-            mqtt_listen: loopback,
-            mqtts_listen: None,
-            engine_listen: loopback,
-            s3_listen: loopback,
-            artifact_dir: dir.join("artifacts"),
-            simulate: 100,
-            register: Vec::new(),
-            device_token_secret: None,
-        },
-        region: "us-east-1".into(),
-        static_dir: root.join("static"),
         reconcile_every: Duration::from_secs(5),
         reconcile_budget: 50.0,
         artifacts: flotilla_server::artifacts::ArtifactConfig {
             signing_key: Some(key),
             ..Default::default()
         },
-        rollouts: Default::default(),
-        auth: Default::default(),
+        ..flotilla_tests::bench_local_config(&url, dir.join("artifacts"), 100)
     })
     .await?;
     let base = format!("http://{}", server.addr);
