@@ -93,6 +93,22 @@ pub struct ExecutionCounts {
 }
 
 impl ExecutionCounts {
+    /// The count of executions in `status` (an IoT execution status), to change it; `None`
+    /// for a status that is not one.
+    pub fn of_status(&mut self, status: &str) -> Option<&mut i64> {
+        Some(match status {
+            "QUEUED" => &mut self.queued,
+            "IN_PROGRESS" => &mut self.in_progress,
+            "SUCCEEDED" => &mut self.succeeded,
+            "FAILED" => &mut self.failed,
+            "REJECTED" => &mut self.rejected,
+            "CANCELED" => &mut self.canceled,
+            "TIMED_OUT" => &mut self.timed_out,
+            "REMOVED" => &mut self.removed,
+            _ => return None,
+        })
+    }
+
     /// Every execution the job has, whatever its state.
     pub fn total(&self) -> i64 {
         self.queued
@@ -215,6 +231,40 @@ pub struct CreateJob {
 pub struct ExecutionPage {
     pub executions: Vec<Execution>,
     pub next_after: Option<String>,
+}
+
+/// `GET /api/v1/jobs/{job_id}/failure-reasons`: why executions ended badly, the reasons the
+/// devices gave (`statusDetails.reason`) grouped and counted, most frequent first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailureReasons {
+    pub reasons: Vec<FailureReason>,
+}
+
+/// Executions that ended in `status` with the same `reason` (empty: the device gave none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailureReason {
+    pub status: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+/// `GET /api/v1/jobs/{job_id}/timeline?points=N`: how many executions were in each state over
+/// time, from the projection's transition history; the last point is now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobTimeline {
+    pub points: Vec<TimelinePoint>,
+}
+
+/// The executions in each state at `at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelinePoint {
+    /// RFC 3339.
+    pub at: String,
+    pub counts: ExecutionCounts,
 }
 
 /// `POST /api/v1/jobs/{job_id}/executions/{thing_name}/cancel`.

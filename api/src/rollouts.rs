@@ -55,8 +55,8 @@ fn template() -> String {
 /// What a rollout installs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
-    /// `template`: a job template of the dashboard rendered with `parameters`. (The only kind
-    /// so far; an artifact release is the next.)
+    /// `template`: a job template of the dashboard rendered with `parameters`; `artifact`: an
+    /// artifact of the library, sent as Flotilla's signed install document.
     #[serde(default = "template")]
     pub kind: String,
     #[serde(default)]
@@ -66,7 +66,18 @@ pub struct Release {
     pub template_version: Option<i32>,
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,
-    /// The software version the release installs: what the health check waits for.
+    /// The artifact an `artifact` release installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
+    /// How the device installs the artifact (an `artifact` release needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<crate::install::InstallStep>,
+    /// Reboot the device after a successful install (`artifact` releases).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reboot: bool,
+    /// The software version the release installs: what the health check waits for. An
+    /// `artifact` release takes the artifact's version when this is empty.
+    #[serde(default)]
     pub version: String,
 }
 

@@ -10,6 +10,7 @@ use crate::api::{self, encode};
 use crate::i18n::Lang;
 use crate::perm::Act;
 use crate::ui::{Theme, ctx, error_box, format_time, loaded, may, notify, t, tr};
+use crate::upload::UploadArtifact;
 
 /// The most audit entries one CSV export reads (20 pages of 500).
 const CSV_PAGES: usize = 20;
@@ -113,10 +114,13 @@ pub fn ArtifactsPage() -> impl IntoView {
     let artifacts = LocalResource::new(|| api::get::<ArtifactList>("/api/v1/artifacts"));
     view! {
         <h1>{t("Artifacts")}</h1>
+        {may(Act::Deploy).then(|| view! {
+            <UploadArtifact on_done=Callback::new(move |()| artifacts.refetch()) />
+        })}
         <section class="card">
             {loaded(artifacts, |list: ArtifactList| {
                 if list.artifacts.is_empty() {
-                    return view! { <p class="state empty">{t("No artifacts yet. Upload them through the API (see docs/artifacts.md).")}</p> }.into_any();
+                    return view! { <p class="state empty">{t("No artifacts yet.")}</p> }.into_any();
                 }
                 view! {
                     <table class="table">

@@ -65,6 +65,19 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Ap
     read(response).await
 }
 
+/// `DELETE path`, answered with no content.
+pub async fn delete(path: &str) -> ApiResult<()> {
+    let response = Request::delete(path)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if !response.ok() {
+        return Err(error_from(response).await);
+    }
+    Ok(())
+}
+
 fn unreachable(e: gloo_net::Error) -> ApiError {
     ApiError::new(format!("Could not reach the Flotilla server: {e}"))
 }

@@ -41,6 +41,7 @@ static ES: &[(&str, &str)] = &[
     ("(required)", "(obligatorio)"),
     ("A job template", "Una plantilla de trabajo"),
     ("API", "API"),
+    ("Abandon", "Abandonar"),
     (
         "Abort when this % of devices failed (empty: never)",
         "Abortar cuando falle este % de dispositivos (vacío: nunca)",
@@ -57,12 +58,8 @@ static ES: &[(&str, &str)] = &[
         "Detener también las ejecuciones en curso",
     ),
     (
-        "An artifact (one job, no waves)",
-        "Un artefacto (un trabajo, sin oleadas)",
-    ),
-    (
-        "An artifact goes out as one job: no waves.",
-        "Un artefacto se envía como un solo trabajo: sin oleadas.",
+        "An artifact from the library",
+        "Un artefacto de la biblioteca",
     ),
     (
         "An operator approves each wave",
@@ -72,28 +69,33 @@ static ES: &[(&str, &str)] = &[
     ("Artifact", "Artefacto"),
     ("Artifacts", "Artefactos"),
     ("Attempt", "Intento"),
-    (
-        "Attribute filters apply to template releases only.",
-        "Los filtros de atributos solo se aplican a versiones de plantilla.",
-    ),
     ("Attributes", "Atributos"),
     ("Audit log", "Registro de auditoría"),
     ("Awaiting approval", "Esperando aprobación"),
     ("Back", "Atrás"),
+    (
+        "Canary devices (go first)",
+        "Dispositivos canario (van primero)",
+    ),
     ("Cancel", "Cancelar"),
     ("Cancel job", "Cancelar trabajo"),
     ("Cancel on this device", "Cancelar en este dispositivo"),
     ("Cancel rollout", "Cancelar despliegue"),
     ("Canceled", "Cancelado"),
     (
-        "Canary devices (go first)",
-        "Dispositivos canario (van primero)",
+        "Checking the SHA-256 and signing",
+        "Comprobando el SHA-256 y firmando",
     ),
+    ("Choose a file.", "Elija un archivo."),
     ("Choose a template.", "Elija una plantilla."),
     ("Choose an artifact.", "Elija un artefacto."),
     (
         "Choose at least one device or group.",
         "Elija al menos un dispositivo o grupo.",
+    ),
+    (
+        "Choose the artifact to roll back to in the release step.",
+        "Elija en el paso de la versión el artefacto al que volver.",
     ),
     ("Choose…", "Elegir…"),
     ("Close", "Cerrar"),
@@ -102,6 +104,14 @@ static ES: &[(&str, &str)] = &[
         "Complete el paso de versión para ver qué dispositivos coinciden.",
     ),
     ("Completed", "Completado"),
+    (
+        "Could not abandon the upload.",
+        "No se pudo abandonar la subida.",
+    ),
+    (
+        "Could not reach the artifact store",
+        "No se pudo contactar con el almacén de artefactos",
+    ),
     ("Created", "Creado"),
     ("Created (UTC)", "Creado (UTC)"),
     ("Dark", "Oscuro"),
@@ -121,6 +131,10 @@ static ES: &[(&str, &str)] = &[
     ("Devices retried:", "Dispositivos reintentados:"),
     ("Dismiss", "Descartar"),
     ("Document", "Documento"),
+    (
+        "Drop a file here or choose one",
+        "Suelte aquí un archivo o elija uno",
+    ),
     ("Enter a date and time.", "Introduzca una fecha y hora."),
     (
         "Enter a handler file name without folders.",
@@ -161,6 +175,10 @@ static ES: &[(&str, &str)] = &[
         "Introduzca minutos de 1 a 10080.",
     ),
     (
+        "Enter the version this build installs.",
+        "Indique la versión que instala esta compilación.",
+    ),
+    (
         "Enter the version this release installs.",
         "Introduzca la versión que instala este despliegue.",
     ),
@@ -176,6 +194,10 @@ static ES: &[(&str, &str)] = &[
     ("Execution canceled.", "Ejecución cancelada."),
     ("Executions", "Ejecuciones"),
     ("Executions of", "Ejecuciones de"),
+    (
+        "Executions per state over time",
+        "Ejecuciones por estado a lo largo del tiempo",
+    ),
     ("Export CSV", "Exportar CSV"),
     ("Failed", "Fallido"),
     (
@@ -194,6 +216,10 @@ static ES: &[(&str, &str)] = &[
     ("Gates between waves", "Controles entre oleadas"),
     ("Give 1 to 20 waves.", "Indique de 1 a 20 oleadas."),
     ("Groups", "Grupos"),
+    (
+        "Hardware types (comma-separated)",
+        "Tipos de hardware (separados por comas)",
+    ),
     ("History", "Historial"),
     ("In progress", "En curso"),
     ("Install handler", "Manejador de instalación"),
@@ -220,16 +246,15 @@ static ES: &[(&str, &str)] = &[
     ("Next", "Siguiente"),
     ("Next window", "Próxima ventana"),
     ("No active rollouts.", "No hay despliegues activos."),
+    ("No artifacts yet.", "Aún no hay artefactos."),
     (
         "No artifacts yet. Upload them through the API (see docs/artifacts.md).",
         "Aún no hay artefactos. Súbalos mediante la API (véase docs/artifacts.md).",
     ),
     ("No devices match.", "Ningún dispositivo coincide."),
     ("No executions match.", "Ninguna ejecución coincide."),
-    (
-        "No failure reported since this page was opened.",
-        "No se ha informado de fallos desde que se abrió esta página.",
-    ),
+    ("No executions yet.", "Aún no hay ejecuciones."),
+    ("No failures.", "Sin fallos."),
     ("No jobs yet.", "Aún no hay trabajos."),
     ("No jobs.", "No hay trabajos."),
     (
@@ -238,6 +263,7 @@ static ES: &[(&str, &str)] = &[
     ),
     ("No templates yet.", "Aún no hay plantillas."),
     ("No thing groups.", "No hay grupos de cosas."),
+    ("None", "Ninguno"),
     ("Not before (empty: now)", "No antes de (vacío: ahora)"),
     ("Nothing needs attention.", "Nada requiere atención."),
     ("Offline", "Sin conexión"),
@@ -259,12 +285,14 @@ static ES: &[(&str, &str)] = &[
     ("Pending", "Pendiente"),
     ("Previous", "Anterior"),
     ("Progress", "Progreso"),
+    ("Progress over time", "Progreso en el tiempo"),
     ("Promote", "Promover"),
     ("Queued", "En cola"),
     (
         "Queued executions stop. Devices already working finish unless you force it.",
         "Las ejecuciones en cola se detienen. Los dispositivos que ya trabajan terminan salvo que lo fuerce.",
     ),
+    ("Ready", "Listo"),
     ("Reason", "Motivo"),
     ("Reboot", "Reiniciar"),
     ("Rejected", "Rechazado"),
@@ -283,6 +311,8 @@ static ES: &[(&str, &str)] = &[
     ("Retry on this device", "Reintentar en este dispositivo"),
     ("Retry started as job", "Reintento iniciado como trabajo"),
     ("Review", "Revisión"),
+    ("Roll back", "Revertir"),
+    ("Roll back to (optional)", "Revertir a (opcional)"),
     ("Rolled back", "Revertido"),
     ("Rolling back", "Revirtiendo"),
     ("Rollout", "Despliegue"),
@@ -295,6 +325,7 @@ static ES: &[(&str, &str)] = &[
     ("Schedule", "Programación"),
     ("Scheduled", "Programado"),
     ("Search", "Buscar"),
+    ("Sending", "Enviando"),
     (
         "Serial or thing name",
         "Número de serie o nombre de la cosa",
@@ -311,6 +342,7 @@ static ES: &[(&str, &str)] = &[
     ("Status", "Estado"),
     ("Steps", "Pasos"),
     ("Stop job", "Detener el trabajo"),
+    ("Stopped", "Detenido"),
     ("Succeeded", "Correcto"),
     ("Success needed, %", "Éxito necesario, %"),
     ("Target", "Destino"),
@@ -323,6 +355,14 @@ static ES: &[(&str, &str)] = &[
     ("Template saved:", "Plantilla guardada:"),
     ("Templates", "Plantillas"),
     (
+        "The artifact store refused a part",
+        "El almacén de artefactos rechazó una parte",
+    ),
+    (
+        "The browser could not read the file.",
+        "El navegador no pudo leer el archivo.",
+    ),
+    (
         "The document is not valid JSON",
         "El documento no es JSON válido",
     ),
@@ -331,12 +371,20 @@ static ES: &[(&str, &str)] = &[
         "Los dispositivos fallidos de la oleada actual reciben la versión de nuevo.",
     ),
     (
+        "The file changed while it was being uploaded; choose it again.",
+        "El archivo cambió durante la subida; vuelva a elegirlo.",
+    ),
+    (
         "The next wave starts now, without waiting for the current wave's gate.",
         "La siguiente oleada empieza ya, sin esperar al control de la oleada actual.",
     ),
     (
         "The rollout goes on from where it stopped.",
         "El despliegue continúa desde donde se detuvo.",
+    ),
+    (
+        "The rollout stops, and the devices that updated get the previous release again. This cannot be undone.",
+        "El despliegue se detiene y los dispositivos actualizados vuelven a recibir la versión anterior. No se puede deshacer.",
     ),
     (
         "The server writes the install document: the artifact's presigned URL, SHA-256 and signature, and the handler.",
@@ -360,7 +408,13 @@ static ES: &[(&str, &str)] = &[
     ("Type", "Tipo"),
     ("Unknown", "Desconocido"),
     ("Updated (UTC)", "Actualizado (UTC)"),
+    ("Upload", "Subir"),
+    ("Upload a build", "Subir una compilación"),
+    ("Upload abandoned.", "Subida abandonada."),
+    ("Upload progress", "Progreso de la subida"),
+    ("Uploaded", "Subido"),
     ("Uploaded (UTC)", "Subido (UTC)"),
+    ("Uploaded and signed.", "Subido y firmado."),
     (
         "Use letters, digits, '-' and '_' (at most 40).",
         "Use letras, dígitos, '-' y '_' (como máximo 40).",
@@ -395,10 +449,13 @@ static ES: &[(&str, &str)] = &[
     ("failed", "fallidos"),
     ("failure", "fallo"),
     ("finished", "terminado"),
+    ("in progress", "en curso"),
     ("left out", "excluidos"),
     ("no reason given", "sin motivo indicado"),
     ("on", "en"),
     ("percent of the rest", "por ciento del resto"),
+    ("queued", "en cola"),
+    ("succeeded", "correctos"),
     ("success", "éxito"),
     ("wave", "oleada"),
     (
@@ -415,11 +472,13 @@ mod tests {
     const SOURCES: &[&str] = &[
         include_str!("admin.rs"),
         include_str!("app.rs"),
+        include_str!("chart.rs"),
         include_str!("devices.rs"),
         include_str!("jobs.rs"),
         include_str!("overview.rs"),
         include_str!("rollouts.rs"),
         include_str!("ui.rs"),
+        include_str!("upload.rs"),
         include_str!("wizard.rs"),
     ];
 
@@ -480,9 +539,17 @@ mod tests {
             .chain(crate::wizard::STEPS)
             .chain({
                 use crate::rollouts::Action::*;
-                [Pause, Resume, Promote, Approve, Cancel, RetryFailed]
-                    .into_iter()
-                    .flat_map(|a| [a.label(), a.explain()])
+                [
+                    Pause,
+                    Resume,
+                    Promote,
+                    Approve,
+                    Cancel,
+                    RollBack,
+                    RetryFailed,
+                ]
+                .into_iter()
+                .flat_map(|a| [a.label(), a.explain()])
             })
             .chain(
                 crate::wizard::all_problems(&crate::wizard::Draft {

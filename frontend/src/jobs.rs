@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 
 use flotilla_api::{
-    CancelExecution, CancelJob, Execution, ExecutionPage, JobDetail, JobList, JobStatus,
-    RetriedExecution, ThingDetail,
+    CancelExecution, CancelJob, Execution, ExecutionPage, FailureReason,
+    FailureReasons as FailureReasonList, JobDetail, JobList, JobStatus, RetriedExecution,
+    ThingDetail,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, encode};
-use crate::live::{Failure, Live};
+use crate::chart::StateChart;
+use crate::live::Live;
 use crate::overview::JobTable;
 use crate::perm::Act;
 use crate::route::Route;
@@ -35,48 +37,62 @@ const EXECUTION_STATUSES: [&str; 8] = [
     "REMOVED",
 ];
 
-/// Failures grouped by reason, most frequent first: (reason, status, count). Failures of other
-/// jobs than `job_ids` are left out; each device counts once per job (its latest report).
-pub fn group_failures(failures: &[Failure], job_ids: &[String]) -> Vec<(String, String, usize)> {
-    let mut latest: BTreeMap<(&str, &str), &Failure> = BTreeMap::new();
-    for failure in failures.iter().filter(|f| job_ids.contains(&f.job_id)) {
-        latest.insert((&failure.job_id, &failure.thing_name), failure);
+/// The failure reasons of several jobs (a rollout's waves) as one list: the same status and
+/// reason counted together, most frequent first.
+pub fn merge_reasons(lists: Vec<FailureReasonList>) -> Vec<FailureReason> {
+    let mut merged: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for reason in lists.into_iter().flat_map(|l| l.reasons) {
+        *merged.entry((reason.status, reason.reason)).or_default() += reason.count;
     }
-    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for failure in latest.values() {
-        let reason = failure.reason.clone().unwrap_or_default();
-        *groups.entry((reason, failure.status.clone())).or_default() += 1;
-    }
-    let mut groups: Vec<_> = groups.into_iter().map(|((r, s), n)| (r, s, n)).collect();
-    groups.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    groups
+    let mut reasons: Vec<FailureReason> = merged
+        .into_iter()
+        .map(|((status, reason), count)| FailureReason {
+            status,
+            reason,
+            count,
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    reasons
 }
 
-/// The failure reasons the live feed reported for `job_ids`.
+/// Why the executions of `job_ids` ended badly, grouped by reason; read again on every live
+/// change.
 #[component]
 pub fn FailureReasons(job_ids: Vec<String>) -> impl IntoView {
     let live = expect_context::<Live>();
-    move || {
-        let groups = group_failures(&live.failures.get(), &job_ids);
-        if groups.is_empty() {
-            return view! { <p class="muted">{t("No failure reported since this page was opened.")}</p> }
-                .into_any();
+    let job_ids = StoredValue::new(job_ids);
+    let reasons = LocalResource::new(move || {
+        live.version.track();
+        let job_ids = job_ids.get_value();
+        async move {
+            let mut lists = Vec::new();
+            for job_id in job_ids {
+                let path = format!("/api/v1/jobs/{}/failure-reasons", encode(&job_id));
+                lists.push(api::get::<FailureReasonList>(&path).await?);
+            }
+            Ok(merge_reasons(lists))
+        }
+    });
+    loaded(reasons, |reasons: Vec<FailureReason>| {
+        if reasons.is_empty() {
+            return view! { <p class="muted">{t("No failures.")}</p> }.into_any();
         }
         view! {
             <ul class="reasons" data-testid="failure-reasons">
-                {groups
+                {reasons
                     .into_iter()
-                    .map(|(reason, status, n)| {
+                    .map(|r| {
                         view! {
                             <li>
-                                <strong>{n}</strong>
+                                <strong>{r.count}</strong>
                                 " × "
-                                <Pill status />
+                                <Pill status=r.status />
                                 " "
-                                {if reason.is_empty() {
+                                {if r.reason.is_empty() {
                                     view! { <span class="muted">{t("no reason given")}</span> }.into_any()
                                 } else {
-                                    view! { <span>{reason}</span> }.into_any()
+                                    view! { <span>{r.reason}</span> }.into_any()
                                 }}
                             </li>
                         }
@@ -85,7 +101,7 @@ pub fn FailureReasons(job_ids: Vec<String>) -> impl IntoView {
             </ul>
         }
         .into_any()
-    }
+    })
 }
 
 #[component]
@@ -248,6 +264,10 @@ pub fn JobPage(job_id: String) -> impl IntoView {
                 </section>
             }
         })}
+        <section class="card">
+            <div class="card-header"><h2>{t("Progress over time")}</h2></div>
+            <div class="card-body"><StateChart job_id=job_id.clone() /></div>
+        </section>
         <section class="card">
             <div class="card-header"><h2>{t("Failure reasons")}</h2></div>
             <div class="card-body"><FailureReasons job_ids=vec![job_id.clone()] /></div>
@@ -539,32 +559,33 @@ pub fn ThingSummary(detail: ThingDetail) -> impl IntoView {
 mod tests {
     use super::*;
 
-    fn failure(job: &str, thing: &str, status: &str, reason: Option<&str>) -> Failure {
-        Failure {
-            job_id: job.into(),
-            thing_name: thing.into(),
+    fn reason(status: &str, reason: &str, count: i64) -> FailureReason {
+        FailureReason {
             status: status.into(),
-            reason: reason.map(Into::into),
+            reason: reason.into(),
+            count,
         }
     }
 
     #[test]
-    fn failures_group_by_reason_with_the_latest_report_per_device() {
-        let failures = [
-            failure("j", "a", "FAILED", Some("disk full")),
-            failure("j", "b", "FAILED", Some("disk full")),
-            failure("j", "c", "TIMED_OUT", None),
-            failure("j", "c", "FAILED", Some("bad checksum")),
-            failure("other", "d", "FAILED", Some("disk full")),
-        ];
-        let groups = group_failures(&failures, &["j".to_owned()]);
+    fn the_reasons_of_several_jobs_add_up() {
+        let wave_1 = FailureReasonList {
+            reasons: vec![reason("FAILED", "disk full", 2), reason("TIMED_OUT", "", 1)],
+        };
+        let wave_2 = FailureReasonList {
+            reasons: vec![
+                reason("FAILED", "bad checksum", 1),
+                reason("FAILED", "disk full", 3),
+            ],
+        };
         assert_eq!(
-            groups,
+            merge_reasons(vec![wave_1, wave_2]),
             [
-                ("disk full".to_owned(), "FAILED".to_owned(), 2),
-                ("bad checksum".to_owned(), "FAILED".to_owned(), 1),
+                reason("FAILED", "disk full", 5),
+                reason("TIMED_OUT", "", 1),
+                reason("FAILED", "bad checksum", 1),
             ]
         );
-        assert!(group_failures(&failures, &[]).is_empty());
+        assert!(merge_reasons(Vec::new()).is_empty());
     }
 }

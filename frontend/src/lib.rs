@@ -14,6 +14,7 @@
 mod admin;
 mod api;
 mod app;
+mod chart;
 mod devices;
 mod i18n;
 mod jobs;
@@ -23,6 +24,7 @@ mod perm;
 mod rollouts;
 mod route;
 mod ui;
+mod upload;
 mod wizard;
 
 use wasm_bindgen::prelude::wasm_bindgen;

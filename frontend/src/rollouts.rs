@@ -1,12 +1,14 @@
 //! One rollout: its state and overall progress (live), the waves with their gates, failure
 //! reasons, the executions of a chosen wave, the history, and the operators' actions (pause,
-//! resume, promote, approve, cancel with a reason, retry failed) behind confirmations.
+//! resume, promote, approve, cancel or roll back with a reason, retry failed) behind
+//! confirmations.
 
 use flotilla_api::{ExecutionCounts, RolloutAction, RolloutDetail, WaveStatus};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, encode};
+use crate::chart::StateChart;
 use crate::jobs::{DeviceDrawer, Executions, FailureReasons};
 use crate::live::Live;
 use crate::perm::Act;
@@ -23,10 +25,17 @@ pub enum Action {
     Promote,
     Approve,
     Cancel,
+    RollBack,
     RetryFailed,
 }
 
 impl Action {
+    /// Whether the action ends the rollout for good: it asks for a reason and shows as
+    /// dangerous.
+    pub fn stops(self) -> bool {
+        matches!(self, Self::Cancel | Self::RollBack)
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Self::Pause => "pause",
@@ -34,6 +43,7 @@ impl Action {
             Self::Promote => "promote",
             Self::Approve => "approve",
             Self::Cancel => "cancel",
+            Self::RollBack => "rollback",
             Self::RetryFailed => "retry-failed",
         }
     }
@@ -45,6 +55,7 @@ impl Action {
             Self::Promote => "Promote",
             Self::Approve => "Approve",
             Self::Cancel => "Cancel rollout",
+            Self::RollBack => "Roll back",
             Self::RetryFailed => "Retry failed",
         }
     }
@@ -58,13 +69,17 @@ impl Action {
             }
             Self::Approve => "The wave's gate is approved; the next wave may start.",
             Self::Cancel => "Every wave that has not finished is canceled. This cannot be undone.",
+            Self::RollBack => {
+                "The rollout stops, and the devices that updated get the previous release again. This cannot be undone."
+            }
             Self::RetryFailed => "The failed devices of the current wave get the release again.",
         }
     }
 }
 
-/// The actions that make sense in a rollout state (and wave state).
-pub fn actions_for(state: &str, awaiting_approval: bool) -> Vec<Action> {
+/// The actions that make sense in a rollout state (and wave state); a rollout with a previous
+/// release can be rolled back.
+pub fn actions_for(state: &str, awaiting_approval: bool, can_roll_back: bool) -> Vec<Action> {
     let mut actions = match state {
         "running" => vec![
             Action::Pause,
@@ -83,6 +98,9 @@ pub fn actions_for(state: &str, awaiting_approval: bool) -> Vec<Action> {
     };
     if awaiting_approval && state == "running" {
         actions.insert(0, Action::Approve);
+    }
+    if can_roll_back && matches!(state, "running" | "paused" | "following") {
+        actions.push(Action::RollBack);
     }
     actions
 }
@@ -147,7 +165,7 @@ pub fn RolloutPage(rollout_id: String) -> impl IntoView {
             let r = d.rollout.clone();
             let totals = wave_totals(&d.waves);
             let awaiting = d.waves.iter().any(|w| w.state == "awaiting_approval");
-            let actions = if may(Act::SteerRollout) { actions_for(&r.state, awaiting) } else { vec![] };
+            let actions = if may(Act::SteerRollout) { actions_for(&r.state, awaiting, r.previous_release.is_some()) } else { vec![] };
             let job_ids: Vec<String> = d.jobs.iter().map(|j| j.job_id.clone()).collect();
             if wave_job.get_untracked().is_none() {
                 // The newest wave job, so the table shows what is happening now.
@@ -172,7 +190,7 @@ pub fn RolloutPage(rollout_id: String) -> impl IntoView {
                                     <button
                                         type="button"
                                         class="button"
-                                        class:danger=a == Action::Cancel
+                                        class:danger=a.stops()
                                         data-action=a.path()
                                         on:click=move |_| action.set(Some(a))
                                     >
@@ -274,6 +292,12 @@ pub fn RolloutPage(rollout_id: String) -> impl IntoView {
         {move || wave_job.get().map(|job_id| view! {
             <section class="card">
                 <div class="card-header">
+                    <h2>{t("Progress over time")} " " <code>{job_id.clone()}</code></h2>
+                </div>
+                <div class="card-body"><StateChart job_id=job_id.clone() /></div>
+            </section>
+            <section class="card">
+                <div class="card-header">
                     <h2>{t("Executions of")} " " <a href=Route::Job(job_id.clone()).href()><code>{job_id.clone()}</code></a></h2>
                 </div>
                 <Executions job_id on_open=Callback::new(move |thing| drawer.set(Some(thing))) />
@@ -286,10 +310,10 @@ pub fn RolloutPage(rollout_id: String) -> impl IntoView {
             <Confirm
                 title=tr(which.label()).to_owned()
                 message=tr(which.explain()).to_owned()
-                reason=if which == Action::Cancel { Reason::Required } else { Reason::Optional }
+                reason=if which.stops() { Reason::Required } else { Reason::Optional }
                 force_label=None
                 confirm_label=which.label()
-                danger=which == Action::Cancel
+                danger=which.stops()
                 on_confirm=run
                 on_close=Callback::new(move |()| action.set(None))
             />
@@ -304,7 +328,7 @@ mod tests {
     #[test]
     fn actions_follow_the_state() {
         assert_eq!(
-            actions_for("running", false),
+            actions_for("running", false, false),
             [
                 Action::Pause,
                 Action::Promote,
@@ -312,10 +336,16 @@ mod tests {
                 Action::Cancel
             ]
         );
-        assert_eq!(actions_for("running", true)[0], Action::Approve);
-        assert_eq!(actions_for("paused", false)[0], Action::Resume);
-        assert!(actions_for("completed", false).is_empty());
-        assert!(actions_for("canceled", true).is_empty());
+        assert_eq!(actions_for("running", true, false)[0], Action::Approve);
+        assert_eq!(actions_for("paused", false, false)[0], Action::Resume);
+        assert_eq!(
+            actions_for("paused", false, true).last(),
+            Some(&Action::RollBack)
+        );
+        assert!(!actions_for("running", false, false).contains(&Action::RollBack));
+        assert!(actions_for("completed", false, true).is_empty());
+        assert!(actions_for("canceled", true, true).is_empty());
+        assert!(Action::RollBack.stops() && Action::Cancel.stops() && !Action::Pause.stops());
         assert_eq!(Action::RetryFailed.path(), "retry-failed");
     }
 }

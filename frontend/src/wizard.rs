@@ -4,18 +4,17 @@
 //! document → start.
 //!
 //! The form is one [`Draft`] of plain strings; [`problems`] checks it step by step with the
-//! server's own rules, and [`to_rollout`] / [`to_deploy`] turn it into the API request, so all
-//! of it is tested without a browser.
+//! server's own rules, and [`to_rollout`] turns it into the API request, so all of it is tested
+//! without a browser. Both kinds of release go out as a staged rollout.
 
 use std::collections::BTreeMap;
 
-use flotilla_api::artifacts::{Artifact, ArtifactList, DeployArtifact};
+use flotilla_api::artifacts::{Artifact, ArtifactList};
 use flotilla_api::install::InstallStep;
 use flotilla_api::{
-    AbortCriterion, AbortOptions, CreateJob, CreateRollout, Gates, JobDetail, Release,
-    RenderedTemplate, RetryCriterion, RetryOptions, RolloutDetail, RolloutOptions, RolloutPreview,
-    RolloutTargets, Schedule, Template, TemplateList, ThingGroupList, TimeoutOptions,
-    WaveJobOptions, WaveSpec,
+    AbortCriterion, AbortOptions, CreateRollout, Gates, Release, RenderedTemplate, RetryCriterion,
+    RetryOptions, RolloutDetail, RolloutOptions, RolloutPreview, RolloutTargets, Schedule,
+    Template, TemplateList, ThingGroupList, TimeoutOptions, WaveJobOptions, WaveSpec,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -55,6 +54,8 @@ pub struct Draft {
     pub version: String,
     pub artifact_id: String,
     pub handler: String,
+    /// The artifact a rollback reinstalls (artifact releases; empty: none).
+    pub previous_artifact_id: String,
     pub rollout_id: String,
     pub description: String,
     pub things: String,
@@ -86,6 +87,7 @@ impl Default for Draft {
             version: String::new(),
             artifact_id: String::new(),
             handler: "install.sh".into(),
+            previous_artifact_id: String::new(),
             rollout_id: String::new(),
             description: String::new(),
             things: String::new(),
@@ -224,10 +226,9 @@ pub fn problems(d: &Draft, step: usize) -> Vec<Problem> {
     let mut out = Vec::new();
     match step {
         0 => {
-            let max_id = if d.source == Source::Template { 40 } else { 64 };
             if d.rollout_id.is_empty() {
                 out.push(missing("rollout_id", "Enter a name."));
-            } else if !valid_id(&d.rollout_id, max_id) {
+            } else if !valid_id(&d.rollout_id, 40) {
                 out.push(problem(
                     "rollout_id",
                     "Use letters, digits, '-' and '_' (at most 40).",
@@ -270,14 +271,9 @@ pub fn problems(d: &Draft, step: usize) -> Vec<Problem> {
             }
             if parse_attributes(&d.attributes).is_err() {
                 out.push(problem("attributes", "Write one key=value per line."));
-            } else if d.source == Source::Artifact && !d.attributes.trim().is_empty() {
-                out.push(problem(
-                    "attributes",
-                    "Attribute filters apply to template releases only.",
-                ));
             }
         }
-        2 if d.source == Source::Template => {
+        2 => {
             if !(1..=20).contains(&d.waves.len()) {
                 out.push(problem("waves", "Give 1 to 20 waves."));
             }
@@ -318,25 +314,31 @@ pub fn problems(d: &Draft, step: usize) -> Vec<Problem> {
             if int_in(&d.retries, 0..=10).is_err() {
                 out.push(problem("retries", "Enter a whole number from 0 to 10."));
             }
-            if d.source == Source::Template {
-                if !matches!(percent_in(&d.success, true), Ok(Some(_))) {
-                    out.push(problem("success", "Enter a percentage from 0 to 100."));
-                }
-                if !matches!(percent_in(&d.max_failure, true), Ok(Some(_))) {
-                    out.push(problem("max_failure", "Enter a percentage from 0 to 100."));
-                }
-                if int_in(&d.soak, 0..=10080).is_err() {
-                    out.push(problem("soak", "Enter minutes from 0 to 10080."));
-                }
-                if !d.not_before.is_empty() && !local_time(&d.not_before) {
-                    out.push(problem("not_before", "Enter a date and time."));
-                }
-                if !d.not_before.is_empty() && d.time_zone.trim().is_empty() {
-                    out.push(missing(
-                        "time_zone",
-                        "Enter a time zone such as Europe/Madrid.",
-                    ));
-                }
+            if !matches!(percent_in(&d.success, true), Ok(Some(_))) {
+                out.push(problem("success", "Enter a percentage from 0 to 100."));
+            }
+            if !matches!(percent_in(&d.max_failure, true), Ok(Some(_))) {
+                out.push(problem("max_failure", "Enter a percentage from 0 to 100."));
+            }
+            if int_in(&d.soak, 0..=10080).is_err() {
+                out.push(problem("soak", "Enter minutes from 0 to 10080."));
+            }
+            if !d.not_before.is_empty() && !local_time(&d.not_before) {
+                out.push(problem("not_before", "Enter a date and time."));
+            }
+            if !d.not_before.is_empty() && d.time_zone.trim().is_empty() {
+                out.push(missing(
+                    "time_zone",
+                    "Enter a time zone such as Europe/Madrid.",
+                ));
+            }
+            if d.policy == "rollback"
+                && (d.source != Source::Artifact || d.previous_artifact_id.is_empty())
+            {
+                out.push(problem(
+                    "policy",
+                    "Choose the artifact to roll back to in the release step.",
+                ));
             }
         }
         _ => {}
@@ -397,20 +399,52 @@ fn job_options(d: &Draft) -> WaveJobOptions {
     }
 }
 
-/// The `POST /api/v1/rollouts` body of a template release.
+/// An artifact release: `artifact_id` installed by the draft's handler, at the artifact's own
+/// version.
+fn artifact_release(d: &Draft, artifact_id: &str) -> Release {
+    Release {
+        kind: "artifact".into(),
+        template_id: None,
+        template_version: None,
+        parameters: BTreeMap::new(),
+        artifact_id: Some(artifact_id.to_owned()),
+        install: Some(InstallStep {
+            handler: d.handler.trim().to_owned(),
+            args: Vec::new(),
+        }),
+        reboot: false,
+        version: String::new(),
+    }
+}
+
+/// The `POST /api/v1/rollouts` body.
 pub fn to_rollout(d: &Draft) -> CreateRollout {
     let number = |text: &str, default: f64| text.trim().parse::<f64>().unwrap_or(default);
+    let (release, previous_release) = match d.source {
+        Source::Template => (
+            Release {
+                kind: "template".into(),
+                template_id: Some(d.template_id.clone()),
+                template_version: None,
+                parameters: parameters(d),
+                artifact_id: None,
+                install: None,
+                reboot: false,
+                version: d.version.trim().to_owned(),
+            },
+            None,
+        ),
+        Source::Artifact => (
+            artifact_release(d, &d.artifact_id),
+            (!d.previous_artifact_id.is_empty())
+                .then(|| artifact_release(d, &d.previous_artifact_id)),
+        ),
+    };
     CreateRollout {
         rollout_id: d.rollout_id.clone(),
         description: (!d.description.trim().is_empty()).then(|| d.description.trim().to_owned()),
-        release: Release {
-            kind: "template".into(),
-            template_id: Some(d.template_id.clone()),
-            template_version: None,
-            parameters: parameters(d),
-            version: d.version.trim().to_owned(),
-        },
-        previous_release: None,
+        release,
+        previous_release,
         targets: RolloutTargets {
             things: split_list(&d.things),
             thing_groups: d.groups.clone(),
@@ -443,36 +477,6 @@ pub fn to_rollout(d: &Draft) -> CreateRollout {
         }),
         continuous: false,
         webhooks: Vec::new(),
-    }
-}
-
-/// The `POST /api/v1/artifacts/{id}/deploy` body of an artifact release (one job).
-pub fn to_deploy(d: &Draft) -> DeployArtifact {
-    let options = job_options(d);
-    DeployArtifact {
-        job: CreateJob {
-            job_id: Some(d.rollout_id.clone()),
-            description: (!d.description.trim().is_empty())
-                .then(|| d.description.trim().to_owned()),
-            things: split_list(&d.things),
-            thing_groups: d.groups.clone(),
-            document: None,
-            template_id: None,
-            template_version: None,
-            parameters: BTreeMap::new(),
-            target_selection: None,
-            rollout: options.rollout,
-            abort: options.abort,
-            timeout: options.timeout,
-            retry: options.retry,
-            scheduling: None,
-            presigned_url: None,
-        },
-        install: InstallStep {
-            handler: d.handler.trim().to_owned(),
-            args: Vec::new(),
-        },
-        reboot: false,
     }
 }
 
@@ -518,19 +522,9 @@ pub fn Wizard() -> impl IntoView {
         let d = draft.get_untracked();
         server_error.set(None);
         spawn_local(async move {
-            let target = match d.source {
-                Source::Template => {
-                    api::post::<_, RolloutDetail>("/api/v1/rollouts", &to_rollout(&d))
-                        .await
-                        .map(|r| Route::Rollout(r.rollout.rollout_id))
-                }
-                Source::Artifact => api::post::<_, JobDetail>(
-                    &format!("/api/v1/artifacts/{}/deploy", encode(&d.artifact_id)),
-                    &to_deploy(&d),
-                )
+            let target = api::post::<_, RolloutDetail>("/api/v1/rollouts", &to_rollout(&d))
                 .await
-                .map(|j| Route::Job(j.job.job_id)),
-            };
+                .map(|r| Route::Rollout(r.rollout.rollout_id));
             match target {
                 Ok(route) => {
                     let _ = window().location().set_hash(&route.href());
@@ -541,19 +535,16 @@ pub fn Wizard() -> impl IntoView {
         });
     };
 
-    // The devices the targets reach now: the server's preview for a template release, the
-    // named things plus the groups' members for an artifact.
+    // The devices the targets reach now, and how the waves split them: the server's preview.
     let preview = LocalResource::new(move || {
         let d = draft.get();
         async move {
-            match d.source {
-                Source::Template if problems(&d, 0).is_empty() => {
-                    api::post::<_, RolloutPreview>("/api/v1/rollouts/preview", &to_rollout(&d))
-                        .await
-                        .map(Some)
-                }
-                _ => Ok(None),
+            if !problems(&d, 0).is_empty() {
+                return Ok(None);
             }
+            api::post::<_, RolloutPreview>("/api/v1/rollouts/preview", &to_rollout(&d))
+                .await
+                .map(Some)
         }
     });
 
@@ -590,7 +581,7 @@ pub fn Wizard() -> impl IntoView {
                     <input type="radio" name="source" value="artifact"
                         prop:checked=move || draft.with(|d| d.source == Source::Artifact)
                         on:change=move |_| draft.update(|d| d.source = Source::Artifact) />
-                    {t("An artifact (one job, no waves)")}
+                    {t("An artifact from the library")}
                 </label>
             </fieldset>
             {text("Name", "rollout_id", |d| &d.rollout_id, |d, v| d.rollout_id = v)}
@@ -636,19 +627,31 @@ pub fn Wizard() -> impl IntoView {
                     {text("Version it installs", "version", |d| &d.version, |d, v| d.version = v)}
                 }.into_any(),
                 Source::Artifact => view! {
-                    {loaded(artifacts, move |list: ArtifactList| view! {
-                        <label class="field">
-                            <span>{t("Artifact")}</span>
-                            <select name="artifact_id"
-                                prop:value=move || draft.with(|d| d.artifact_id.clone())
-                                on:change=move |ev| draft.update(|d| d.artifact_id = event_target_value(&ev))>
-                                <option value="">{t("Choose…")}</option>
-                                {list.artifacts.into_iter().map(|a: Artifact| view! {
-                                    <option value=a.id.clone()>{format!("{} {}", a.name, a.version)}</option>
-                                }).collect_view()}
-                            </select>
-                            {show("artifact_id")}
-                        </label>
+                    {loaded(artifacts, move |list: ArtifactList| {
+                        let options = move |list: &[Artifact]| list.iter().map(|a| view! {
+                            <option value=a.id.clone()>{format!("{} {}", a.name, a.version)}</option>
+                        }).collect_view();
+                        view! {
+                            <label class="field">
+                                <span>{t("Artifact")}</span>
+                                <select name="artifact_id"
+                                    prop:value=move || draft.with(|d| d.artifact_id.clone())
+                                    on:change=move |ev| draft.update(|d| d.artifact_id = event_target_value(&ev))>
+                                    <option value="">{t("Choose…")}</option>
+                                    {options(&list.artifacts)}
+                                </select>
+                                {show("artifact_id")}
+                            </label>
+                            <label class="field">
+                                <span>{t("Roll back to (optional)")}</span>
+                                <select name="previous_artifact_id"
+                                    prop:value=move || draft.with(|d| d.previous_artifact_id.clone())
+                                    on:change=move |ev| draft.update(|d| d.previous_artifact_id = event_target_value(&ev))>
+                                    <option value="">{t("None")}</option>
+                                    {options(&list.artifacts)}
+                                </select>
+                            </label>
+                        }
                     })}
                     {text("Install handler", "handler", |d| &d.handler, |d, v| d.handler = v)}
                 }.into_any(),
@@ -690,62 +693,55 @@ pub fn Wizard() -> impl IntoView {
                     }).collect_view().into_any()
                 })}
             </fieldset>
-            {move || (draft.with(|d| d.source) == Source::Template).then(|| view! {
-                <label class="field">
-                    <span>{t("Only devices with these attributes (key=value per line)")}</span>
-                    <textarea name="attributes" rows="2"
-                        prop:value=move || draft.with(|d| d.attributes.clone())
-                        on:input=move |ev| draft.update(|d| d.attributes = event_target_value(&ev))></textarea>
-                    {show("attributes")}
-                </label>
-                {text("Canary devices (go first)", "canary", |d| &d.canary, |d, v| d.canary = v)}
-            })}
-            <PreviewCount draft preview groups />
+            <label class="field">
+                <span>{t("Only devices with these attributes (key=value per line)")}</span>
+                <textarea name="attributes" rows="2"
+                    prop:value=move || draft.with(|d| d.attributes.clone())
+                    on:input=move |ev| draft.update(|d| d.attributes = event_target_value(&ev))></textarea>
+                {show("attributes")}
+            </label>
+            {text("Canary devices (go first)", "canary", |d| &d.canary, |d, v| d.canary = v)}
+            <PreviewCount preview />
         }
     };
 
     let step_waves = move || {
         view! {
-            {move || match draft.with(|d| d.source) {
-                Source::Artifact => view! { <p class="muted">{t("An artifact goes out as one job: no waves.")}</p> }.into_any(),
-                Source::Template => view! {
-                    <ol class="waves-edit">
-                        {move || (0..draft.with(|d| d.waves.len())).map(|i| {
-                            let shown = format!("waves[{i}]");
-                            view! {
-                                <li>
-                                    <span>{t("Wave")} " " {i + 1}</span>
-                                    <label class="sr-only" for=format!("wave-kind-{i}")>{t("Size by")}</label>
-                                    <select id=format!("wave-kind-{i}") name=format!("wave-kind-{i}")
-                                        prop:value=move || if draft.with(|d| d.waves.get(i).is_some_and(|w| w.percent)) { "percent" } else { "count" }
-                                        on:change=move |ev| { let p = event_target_value(&ev) == "percent"; draft.update(|d| if let Some(w) = d.waves.get_mut(i) { w.percent = p; }) }>
-                                        <option value="percent">{t("percent of the rest")}</option>
-                                        <option value="count">{t("devices")}</option>
-                                    </select>
-                                    <label class="sr-only" for=format!("wave-{i}")>{t("Size")}</label>
-                                    <input id=format!("wave-{i}") name=format!("wave-{i}") inputmode="decimal"
-                                        prop:value=move || draft.with(|d| d.waves.get(i).map(|w| w.value.clone()).unwrap_or_default())
-                                        on:input=move |ev| { let v = event_target_value(&ev); draft.update(|d| if let Some(w) = d.waves.get_mut(i) { w.value = v; }) } />
-                                    <button type="button" class="button" aria-label=format!("{} {}", tr("Remove wave"), i + 1)
-                                        on:click=move |_| draft.update(|d| { if i < d.waves.len() { d.waves.remove(i); } })>
-                                        {t("Remove")}
-                                    </button>
-                                    {move || {
-                                        let problems = draft.with(|d| problems(d, 2));
-                                        message_for(&problems, &shown, true).map(|m| view! { <span class="field-error">{t(m)}</span> })
-                                    }}
-                                </li>
-                            }
-                        }).collect_view()}
-                    </ol>
-                    <button type="button" class="button" data-testid="add-wave"
-                        on:click=move |_| draft.update(|d| d.waves.push(WaveDraft { percent: true, value: "100".into() }))>
-                        {t("Add wave")}
-                    </button>
-                    {show("waves")}
-                    <PreviewCount draft preview groups />
-                }.into_any(),
-            }}
+            <ol class="waves-edit">
+                {move || (0..draft.with(|d| d.waves.len())).map(|i| {
+                    let shown = format!("waves[{i}]");
+                    view! {
+                        <li>
+                            <span>{t("Wave")} " " {i + 1}</span>
+                            <label class="sr-only" for=format!("wave-kind-{i}")>{t("Size by")}</label>
+                            <select id=format!("wave-kind-{i}") name=format!("wave-kind-{i}")
+                                prop:value=move || if draft.with(|d| d.waves.get(i).is_some_and(|w| w.percent)) { "percent" } else { "count" }
+                                on:change=move |ev| { let p = event_target_value(&ev) == "percent"; draft.update(|d| if let Some(w) = d.waves.get_mut(i) { w.percent = p; }) }>
+                                <option value="percent">{t("percent of the rest")}</option>
+                                <option value="count">{t("devices")}</option>
+                            </select>
+                            <label class="sr-only" for=format!("wave-{i}")>{t("Size")}</label>
+                            <input id=format!("wave-{i}") name=format!("wave-{i}") inputmode="decimal"
+                                prop:value=move || draft.with(|d| d.waves.get(i).map(|w| w.value.clone()).unwrap_or_default())
+                                on:input=move |ev| { let v = event_target_value(&ev); draft.update(|d| if let Some(w) = d.waves.get_mut(i) { w.value = v; }) } />
+                            <button type="button" class="button" aria-label=format!("{} {}", tr("Remove wave"), i + 1)
+                                on:click=move |_| draft.update(|d| { if i < d.waves.len() { d.waves.remove(i); } })>
+                                {t("Remove")}
+                            </button>
+                            {move || {
+                                let problems = draft.with(|d| problems(d, 2));
+                                message_for(&problems, &shown, true).map(|m| view! { <span class="field-error">{t(m)}</span> })
+                            }}
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+            <button type="button" class="button" data-testid="add-wave"
+                on:click=move |_| draft.update(|d| d.waves.push(WaveDraft { percent: true, value: "100".into() }))>
+                {t("Add wave")}
+            </button>
+            {show("waves")}
+            <PreviewCount preview />
         }
     };
 
@@ -758,8 +754,7 @@ pub fn Wizard() -> impl IntoView {
                 {text("Abort when this % of devices failed (empty: never)", "abort_percent", |d| &d.abort_percent, |d, v| d.abort_percent = v)}
                 {text("…after at least this many finished", "abort_min", |d| &d.abort_min, |d, v| d.abort_min = v)}
             </div>
-            {move || (draft.with(|d| d.source) == Source::Template).then(|| view! {
-                <h3>{t("Gates between waves")}</h3>
+            <h3>{t("Gates between waves")}</h3>
                 <div class="grid">
                     {text("Success needed, %", "success", |d| &d.success, |d, v| d.success = v)}
                     {text("Failures allowed, %", "max_failure", |d| &d.max_failure, |d, v| d.max_failure = v)}
@@ -775,7 +770,9 @@ pub fn Wizard() -> impl IntoView {
                             on:change=move |ev| draft.update(|d| d.policy = event_target_value(&ev))>
                             <option value="pause">{t("Pause")}</option>
                             <option value="cancel">{t("Cancel")}</option>
+                            <option value="rollback">{t("Roll back")}</option>
                         </select>
+                        {show("policy")}
                     </label>
                 </div>
                 <h3>{t("Schedule")}</h3>
@@ -788,7 +785,6 @@ pub fn Wizard() -> impl IntoView {
                     </label>
                     {text("Time zone", "time_zone", |d| &d.time_zone, |d, v| d.time_zone = v)}
                 </div>
-            })}
         }
     };
 
@@ -810,16 +806,7 @@ pub fn Wizard() -> impl IntoView {
 
     let step_review = move || {
         let d = draft.get();
-        let (path, body) = match d.source {
-            Source::Template => (
-                "POST /api/v1/rollouts".to_owned(),
-                serde_json::to_string_pretty(&to_rollout(&d)),
-            ),
-            Source::Artifact => (
-                format!("POST /api/v1/artifacts/{}/deploy", d.artifact_id),
-                serde_json::to_string_pretty(&to_deploy(&d)),
-            ),
-        };
+        let body = serde_json::to_string_pretty(&to_rollout(&d));
         view! {
             <h3>{t("Job document devices receive")}</h3>
             {move || match d.source {
@@ -828,7 +815,7 @@ pub fn Wizard() -> impl IntoView {
                     <pre class="code" tabindex="0" data-testid="job-document">{doc.map(|r| serde_json::to_string_pretty(&r.document).unwrap_or_default()).unwrap_or_default()}</pre>
                 }).into_any(),
             }}
-            <h3>{t("Request")} " " <code>{path}</code></h3>
+            <h3>{t("Request")} " " <code>"POST /api/v1/rollouts"</code></h3>
             <pre class="code" tabindex="0" data-testid="request-body">{body.unwrap_or_default()}</pre>
             {move || server_error.get().map(|e| error_box(&e))}
         }
@@ -905,33 +892,19 @@ fn choose_template(d: &mut Draft, id: String, template: Option<&Template>) {
 
 /// How many devices the targets reach now, and how the waves split them.
 #[component]
-fn PreviewCount(
-    draft: RwSignal<Draft>,
-    preview: LocalResource<api::ApiResult<Option<RolloutPreview>>>,
-    groups: LocalResource<api::ApiResult<ThingGroupList>>,
-) -> impl IntoView {
+fn PreviewCount(preview: LocalResource<api::ApiResult<Option<RolloutPreview>>>) -> impl IntoView {
     view! {
         <div class="preview" role="status" aria-live="polite" data-testid="preview">
-            {move || match draft.with(|d| d.source) {
-                Source::Template => match preview.get() {
-                    Some(Ok(Some(p))) => view! {
-                        <p>
-                            <strong data-testid="preview-total">{p.total}</strong> " " {t("devices match now")}
-                            {p.waves.iter().map(|w| format!(" · {} {}: {}", tr("wave"), w.number, w.things.len())).collect::<String>()}
-                            {(!p.unassigned.is_empty()).then(|| format!(" · {}: {}", tr("left out"), p.unassigned.len()))}
-                        </p>
-                    }.into_any(),
-                    Some(Err(e)) => view! { <p class="field-error">{e.to_string()}</p> }.into_any(),
-                    _ => view! { <p class="muted">{t("Complete the release step to see which devices match.")}</p> }.into_any(),
-                },
-                Source::Artifact => {
-                    let d = draft.get();
-                    let members: i64 = groups.get().and_then(Result::ok).map(|l| {
-                        l.groups.iter().filter(|g| d.groups.contains(&g.name)).map(|g| g.member_count).sum()
-                    }).unwrap_or_default();
-                    let total = split_list(&d.things).len() as i64 + members;
-                    view! { <p><strong data-testid="preview-total">{total}</strong> " " {t("devices targeted")}</p> }.into_any()
-                }
+            {move || match preview.get() {
+                Some(Ok(Some(p))) => view! {
+                    <p>
+                        <strong data-testid="preview-total">{p.total}</strong> " " {t("devices match now")}
+                        {p.waves.iter().map(|w| format!(" · {} {}: {}", tr("wave"), w.number, w.things.len())).collect::<String>()}
+                        {(!p.unassigned.is_empty()).then(|| format!(" · {}: {}", tr("left out"), p.unassigned.len()))}
+                    </p>
+                }.into_any(),
+                Some(Err(e)) => view! { <p class="field-error">{e.to_string()}</p> }.into_any(),
+                _ => view! { <p class="muted">{t("Complete the release step to see which devices match.")}</p> }.into_any(),
             }}
         </div>
     }
@@ -999,20 +972,36 @@ mod tests {
     }
 
     #[test]
-    fn an_artifact_release_needs_no_waves_or_template() {
+    fn an_artifact_release_goes_out_in_waves_and_may_roll_back() {
         let mut d = valid();
         d.source = Source::Artifact;
-        d.waves.clear();
         assert_eq!(fields(&d, 0), ["artifact_id"]);
-        d.artifact_id = "a1".into();
+        d.artifact_id = "a2".into();
         d.handler = "../evil.sh".into();
         assert_eq!(fields(&d, 0), ["handler"]);
         d.handler = "install.sh".into();
+        d.policy = "rollback".into();
+        assert_eq!(fields(&d, 3), ["policy"]);
+        d.previous_artifact_id = "a1".into();
         assert!(all_problems(&d).is_empty());
-        let deploy = to_deploy(&d);
-        assert_eq!(deploy.job.job_id.as_deref(), Some("fw-2"));
-        assert_eq!(deploy.job.things, ["sim-0001", "sim-0002", "sim-0003"]);
-        assert_eq!(deploy.install.handler, "install.sh");
+        let r = to_rollout(&d);
+        assert_eq!(r.rollout_id, "fw-2");
+        assert_eq!(r.targets.things, ["sim-0001", "sim-0002", "sim-0003"]);
+        assert_eq!(r.release.kind, "artifact");
+        assert_eq!(r.release.artifact_id.as_deref(), Some("a2"));
+        assert_eq!(
+            r.release.install.map(|i| i.handler).as_deref(),
+            Some("install.sh")
+        );
+        // The server fills in the artifact's version.
+        assert_eq!(r.release.version, "");
+        let previous = r.previous_release.expect("a release to roll back to");
+        assert_eq!(previous.artifact_id.as_deref(), Some("a1"));
+        assert_eq!(r.waves.len(), d.waves.len());
+        assert_eq!(r.failure_policy, "rollback");
+        // A template release has nothing to roll back to.
+        d.source = Source::Template;
+        assert_eq!(fields(&d, 3), ["policy"]);
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub async fn router_for_inspection() -> Router {
         clock: Arc::new(flotilla_engine::clock::SystemClock),
         wake: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::new(tokio::sync::Notify::new()),
+        presigned_url_role_arn: artifacts.presigned_url_role_arn().map(str::to_owned),
     };
     let state = AppState {
         projection,
@@ -496,6 +497,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
     let changes = ChangeHub::new(pool.clone(), metrics.clone(), shutdown.clone());
     tasks.push(tokio::spawn(crate::stream::run_listener(changes.clone())));
+    tasks.push(tokio::spawn(
+        artifacts
+            .clone()
+            .run_sweeper(pool.clone(), shutdown.clone()),
+    ));
 
     for thing in &register {
         iot.create_thing(thing)
@@ -552,6 +558,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         clock: config.rollouts.clock.clone(),
         wake: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::new(tokio::sync::Notify::new()),
+        presigned_url_role_arn: artifacts.presigned_url_role_arn().map(str::to_owned),
     };
     tasks.push(tokio::spawn(rollouts.clone().run(
         config.rollouts.tick,

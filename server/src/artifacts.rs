@@ -30,6 +30,10 @@ const MAX_PARTS: u64 = 10_000;
 /// How long the part URLs of an upload work (a `GET` of the upload gives fresh ones).
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
+/// An upload neither completed nor abandoned for this long is abandoned by the server: the
+/// store drops its parts (a browser closed mid-upload leaves them otherwise).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How long a download link from `GET /artifacts/{id}/download` works.
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
@@ -47,6 +51,8 @@ pub struct ArtifactConfig {
     /// The IAM role AWS IoT assumes to presign the URLs in install jobs
     /// (`presignedUrlConfig.roleArn`); AWS mode needs it.
     pub presigned_url_role_arn: Option<String>,
+    /// Unfinished uploads older than this are swept ([`ABANDONED_AFTER`]).
+    pub abandoned_after: Duration,
 }
 
 impl Default for ArtifactConfig {
@@ -57,6 +63,7 @@ impl Default for ArtifactConfig {
             kms_key_id: None,
             max_bytes: DEFAULT_MAX_BYTES,
             presigned_url_role_arn: None,
+            abandoned_after: ABANDONED_AFTER,
         }
     }
 }
@@ -96,6 +103,7 @@ impl From<ArtifactArgs> for ArtifactConfig {
             kms_key_id: args.kms_key_id,
             max_bytes: args.artifact_max_bytes,
             presigned_url_role_arn: args.presigned_url_role_arn,
+            abandoned_after: ABANDONED_AFTER,
         }
     }
 }
@@ -112,6 +120,7 @@ struct Inner {
     signer: Option<Signer>,
     max_bytes: u64,
     presigned_url_role_arn: Option<String>,
+    abandoned_after: Duration,
 }
 
 /// A failed call to the store; the message is for the log, not for clients.
@@ -178,7 +187,60 @@ impl Artifacts {
             signer,
             max_bytes: config.max_bytes,
             presigned_url_role_arn: config.presigned_url_role_arn.clone(),
+            abandoned_after: config.abandoned_after,
         })))
+    }
+
+    /// Abandons the uploads nobody finished within `abandoned_after`, until `shutdown`: the
+    /// store drops their parts and the rows go. Replicas may all run it: each upload is taken
+    /// by one of them (`skip locked`).
+    pub async fn run_sweeper(self, pool: PgPool, shutdown: tokio_util::sync::CancellationToken) {
+        let every = (self.0.abandoned_after / 2).min(Duration::from_secs(3600));
+        loop {
+            match self.sweep_abandoned(&pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("abandoned {n} unfinished uploads"),
+                Err(error) => tracing::warn!(%error, "sweeping abandoned uploads: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One sweep: aborts every upload older than `abandoned_after` in the store and deletes
+    /// its row; returns how many.
+    pub async fn sweep_abandoned(&self, pool: &PgPool) -> anyhow::Result<u64> {
+        let mut swept = 0;
+        loop {
+            let mut tx = pool.begin().await?;
+            let old: Vec<(Uuid, String, String)> = sqlx::query_as(
+                "select id, object_key, s3_upload_id from server.artifact_uploads
+                  where created_at < now() - make_interval(secs => $1)
+                  order by created_at
+                  limit 100
+                  for update skip locked",
+            )
+            .bind(self.0.abandoned_after.as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await?;
+            if old.is_empty() {
+                return Ok(swept);
+            }
+            for (id, key, upload_id) in &old {
+                if let Err(error) = self.abort_upload(key, upload_id).await {
+                    // The row goes anyway: a store that lost the upload must not keep it here.
+                    tracing::warn!(%error, upload.id = %id, "aborting abandoned upload {id}: {error}");
+                }
+                sqlx::query("delete from server.artifact_uploads where id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            swept += old.len() as u64;
+        }
     }
 
     pub fn signer(&self) -> Option<&Signer> {
@@ -432,10 +494,23 @@ pub async fn references(pool: &PgPool, artifact_id: Uuid) -> sqlx::Result<Vec<St
     Ok(found)
 }
 
-/// The hook for rollouts: the active rollouts that deploy this artifact, as sentences. There
-/// are no rollouts yet, so none.
-pub async fn rollout_references(_pool: &PgPool, _artifact_id: Uuid) -> sqlx::Result<Vec<String>> {
-    Ok(Vec::new())
+/// The unfinished rollouts that install this artifact, or would roll back to it, as sentences.
+pub async fn rollout_references(pool: &PgPool, artifact_id: Uuid) -> sqlx::Result<Vec<String>> {
+    let rollouts: Vec<(String, String)> = sqlx::query_as(
+        "select rollout_id, state
+           from server.rollouts
+          where state <> all($2)
+            and (release ->> 'artifact_id' = $1 or previous_release ->> 'artifact_id' = $1)
+          order by rollout_id",
+    )
+    .bind(artifact_id.to_string())
+    .bind(&crate::rollouts::model::FINISHED[..])
+    .fetch_all(pool)
+    .await?;
+    Ok(rollouts
+        .into_iter()
+        .map(|(rollout, state)| format!("rollout {rollout} ({state})"))
+        .collect())
 }
 
 #[cfg(test)]

@@ -17,16 +17,33 @@ pub mod presign;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use axum::http::{Method, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::cors::{Any, CorsLayer};
 
 pub use placeholder::{S3Object, parse_s3_url};
 pub use presign::Presigner;
 
 /// The largest job document read through `documentSource`, as for an inline document.
 const MAX_SOURCE_DOCUMENT_BYTES: u64 = 32 * 1024;
+
+/// CORS for browsers: the dashboard's upload page PUTs parts to presigned URLs on this
+/// listener (another origin) and reads each part's ETag, and downloads may be fetched from a
+/// page. Any origin is allowed because no cookie or ambient credential is involved: a request
+/// is authorized only by the signature it carries, as with a bucket's CORS rule on S3.
+fn browser_access() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::PUT])
+        .allow_headers(Any)
+        .expose_headers([header::ETAG, header::CONTENT_LENGTH])
+        .max_age(std::time::Duration::from_secs(3600))
+}
 
 /// The store's files and credentials.
 #[derive(Clone)]
@@ -102,7 +119,7 @@ impl ArtifactStore {
                     self.access_key_id.clone(),
                     self.secret_access_key.clone(),
                 ));
-                builder.build()
+                TowerToHyperService::new(browser_access().layer(builder.build()))
             }
             Err(error) => {
                 tracing::error!(?error, root = %self.root.display(), "artifact store not started: {error:?}");

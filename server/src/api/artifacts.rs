@@ -17,7 +17,8 @@ use flotilla_api::artifacts::{
     Artifact, ArtifactList, CompleteUpload, CreateUpload, DeployArtifact, Upload, UploadPart,
 };
 use flotilla_api::install::{
-    self, INSTALL_DOCUMENT_VERSION, INSTALL_OPERATION, InstallDocument, SIGNATURE_ALGORITHM,
+    self, INSTALL_DOCUMENT_VERSION, INSTALL_OPERATION, InstallDocument, InstallStep,
+    SIGNATURE_ALGORITHM,
 };
 use flotilla_api::{JobDetail, PresignedUrlOptions};
 use uuid::Uuid;
@@ -598,27 +599,7 @@ pub(crate) async fn deploy(
     if job.template_id.is_some() {
         problems.add("template_id", "a deployment does not use a template");
     }
-    let document = InstallDocument {
-        operation: INSTALL_OPERATION.into(),
-        version: INSTALL_DOCUMENT_VERSION.into(),
-        artifact: install::Artifact {
-            url: state.artifacts.placeholder(&artifact.object_key),
-            size: artifact.size as u64,
-            sha256: artifact.sha256.clone(),
-            signature: artifact.signature.clone(),
-            signature_algorithm: Some(artifact.signature_algorithm.clone()),
-        },
-        install,
-        reboot,
-        software_version: Some(artifact.version.clone()),
-    };
-    // The agent's own checks, on the document as devices receive it (the placeholder
-    // becomes an https URL on delivery).
-    let mut delivered = document.clone();
-    delivered.artifact.url = "https://presigned.invalid/".into();
-    if let Err(message) = delivered.validate() {
-        problems.add("install", message);
-    }
+    let document = install_document(&state, &artifact, install, reboot, "install", &mut problems);
     if !problems.0.is_empty() {
         return Err(ApiError::fields(problems.0));
     }
@@ -654,6 +635,96 @@ pub(crate) async fn deploy(
     Ok((
         StatusCode::CREATED,
         Json(jobs::refreshed(&state, &job_id).await?),
+    ))
+}
+
+/// The install document that sends `artifact` to devices, checked as the agent will check it
+/// (problems reported under `field`).
+fn install_document(
+    state: &AppState,
+    artifact: &ArtifactRow,
+    install: InstallStep,
+    reboot: bool,
+    field: &str,
+    problems: &mut Problems,
+) -> InstallDocument {
+    let document = InstallDocument {
+        operation: INSTALL_OPERATION.into(),
+        version: INSTALL_DOCUMENT_VERSION.into(),
+        artifact: install::Artifact {
+            url: state.artifacts.placeholder(&artifact.object_key),
+            size: artifact.size as u64,
+            sha256: artifact.sha256.clone(),
+            signature: artifact.signature.clone(),
+            signature_algorithm: Some(artifact.signature_algorithm.clone()),
+        },
+        install,
+        reboot,
+        software_version: Some(artifact.version.clone()),
+    };
+    // The agent's own checks, on the document as devices receive it (the placeholder
+    // becomes an https URL on delivery).
+    let mut delivered = document.clone();
+    delivered.artifact.url = "https://presigned.invalid/".into();
+    if let Err(message) = delivered.validate() {
+        problems.add(field, message);
+    }
+    document
+}
+
+/// An artifact release of a rollout (fields under `field`): the artifact's install document,
+/// with the release's version defaulted to the artifact's.
+pub(crate) async fn release_document(
+    state: &AppState,
+    field: &str,
+    release: &mut flotilla_api::Release,
+    problems: &mut Problems,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let Some(id) = release.artifact_id.clone() else {
+        problems.add(
+            format!("{field}.artifact_id"),
+            "an artifact release names its artifact",
+        );
+        return Ok(None);
+    };
+    let artifact = match load(state, &id).await {
+        Ok(artifact) => artifact,
+        Err(ApiError::NotFound(message)) => {
+            problems.add(format!("{field}.artifact_id"), message);
+            return Ok(None);
+        }
+        Err(other) => return Err(other),
+    };
+    // The canonical spelling, which the delete check looks for.
+    release.artifact_id = Some(artifact.id.to_string());
+    if release.version.is_empty() {
+        release.version = artifact.version.clone();
+    } else if release.version != artifact.version {
+        problems.add(
+            format!("{field}.version"),
+            format!(
+                "artifact {id} is version {:?}, not {:?}",
+                artifact.version, release.version
+            ),
+        );
+    }
+    let Some(install) = release.install.clone() else {
+        problems.add(
+            format!("{field}.install"),
+            "an artifact release names the install handler",
+        );
+        return Ok(None);
+    };
+    let document = install_document(
+        state,
+        &artifact,
+        install,
+        release.reboot,
+        &format!("{field}.install"),
+        problems,
+    );
+    Ok(Some(
+        serde_json::to_value(&document).expect("a document serializes"),
     ))
 }
 

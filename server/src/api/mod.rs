@@ -3,6 +3,7 @@
 //!
 //! - [`jobs`]: create (from a document or a template, with every AWS option), list, read,
 //!   cancel and delete jobs; page, cancel and retry their executions.
+//! - [`job_history`]: a job's failure reasons and its executions per state over time.
 //! - [`fleet`]: things and thing groups.
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
@@ -14,6 +15,7 @@
 mod artifacts;
 mod error;
 mod fleet;
+mod job_history;
 pub(crate) mod job_options;
 pub(crate) mod jobs;
 pub mod openapi;
@@ -39,6 +41,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(jobs::router())
+        .merge(job_history::router())
         .merge(fleet::router())
         .merge(templates::router())
         .merge(artifacts::router())

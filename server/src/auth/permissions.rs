@@ -43,6 +43,8 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/jobs/{job_id}", At(Operator)),
     ("POST", "/api/v1/jobs/{job_id}/cancel", At(Operator)),
     ("GET", "/api/v1/jobs/{job_id}/executions", At(Viewer)),
+    ("GET", "/api/v1/jobs/{job_id}/failure-reasons", At(Viewer)),
+    ("GET", "/api/v1/jobs/{job_id}/timeline", At(Viewer)),
     (
         "POST",
         "/api/v1/jobs/{job_id}/executions/{thing_name}/cancel",
@@ -106,6 +108,11 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/rollouts/{rollout_id}/pause", At(Operator)),
     ("POST", "/api/v1/rollouts/{rollout_id}/resume", At(Operator)),
     ("POST", "/api/v1/rollouts/{rollout_id}/cancel", At(Operator)),
+    (
+        "POST",
+        "/api/v1/rollouts/{rollout_id}/rollback",
+        At(Operator),
+    ),
     (
         "POST",
         "/api/v1/rollouts/{rollout_id}/promote",

@@ -360,6 +360,14 @@ impl Projection {
             match observation {
                 Observation::Job(job) => {
                     deleted_jobs.remove(&job.job_id);
+                    if !outlives_tombstone(&mut tx, job).await? {
+                        // Late news of a deleted job. Without a creation time it may be a new
+                        // job under the same id: reconciliation reads it whole and decides.
+                        if job.created_at.is_none() {
+                            applied.reconcile.insert(job.job_id.clone());
+                        }
+                        continue;
+                    }
                     match apply_job(&mut tx, job).await? {
                         JobApplied::Unchanged => {}
                         JobApplied::Updated => {
@@ -375,14 +383,25 @@ impl Projection {
                     }
                 }
                 Observation::JobDeleted { job_id } => {
-                    let gone = sqlx::query("delete from server.jobs where job_id = $1")
-                        .bind(job_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                    let gone: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                        "delete from server.jobs where job_id = $1 returning created_at",
+                    )
+                    .bind(job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "insert into server.deleted_jobs (job_id, created_at) values ($1, $2)
+                         on conflict (job_id) do update set
+                             created_at = coalesce(excluded.created_at, deleted_jobs.created_at),
+                             deleted_at = now()",
+                    )
+                    .bind(job_id)
+                    .bind(gone.flatten())
+                    .execute(&mut *tx)
+                    .await?;
                     touched_jobs.remove(job_id);
                     deleted_jobs.insert(job_id.clone());
-                    if gone > 0 {
+                    if gone.is_some() {
                         changes.push(Change {
                             job_id: job_id.clone(),
                             kind: "job_deleted",
@@ -590,7 +609,11 @@ impl Projection {
     }
 
     /// Drops feed entries older than a day: clients away longer reload instead of resuming.
+    /// Tombstones of deleted jobs go after a day too: no news is that late.
     async fn prune_changes(&self) -> sqlx::Result<u64> {
+        sqlx::query("delete from server.deleted_jobs where deleted_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await?;
         Ok(
             sqlx::query("delete from server.changes where created_at < now() - interval '1 day'")
                 .execute(&self.pool)
@@ -653,6 +676,32 @@ enum JobApplied {
 }
 
 /// Upserts one job if the observation is newer.
+/// Whether `job` may enter the projection despite a tombstone for its id: only a job created
+/// after the deleted one (IoT's clock against IoT's clock). It then clears the tombstone.
+async fn outlives_tombstone(
+    tx: &mut sqlx::PgConnection,
+    job: &JobObservation,
+) -> sqlx::Result<bool> {
+    let tombstone: Option<(Option<DateTime<Utc>>, DateTime<Utc>)> =
+        sqlx::query_as("select created_at, deleted_at from server.deleted_jobs where job_id = $1")
+            .bind(&job.job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((deleted_created_at, deleted_at)) = tombstone else {
+        return Ok(true);
+    };
+    let newer = job
+        .created_at
+        .is_some_and(|created| created > deleted_created_at.unwrap_or(deleted_at));
+    if newer {
+        sqlx::query("delete from server.deleted_jobs where job_id = $1")
+            .bind(&job.job_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(newer)
+}
+
 async fn apply_job(tx: &mut sqlx::PgConnection, job: &JobObservation) -> sqlx::Result<JobApplied> {
     let current: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
         "select status, job_arn, updated_at from server.jobs where job_id = $1 for update",

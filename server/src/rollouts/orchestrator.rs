@@ -61,6 +61,8 @@ pub struct Orchestrator {
     pub wake: Arc<Notify>,
     /// Wakes this replica's webhook sender (after new events).
     pub webhooks: Arc<Notify>,
+    /// The IAM role AWS IoT assumes to presign artifact URLs (`--presigned-url-role-arn`).
+    pub presigned_url_role_arn: Option<String>,
 }
 
 impl Orchestrator {
@@ -405,6 +407,7 @@ impl Orchestrator {
                         &things,
                         &rollout.document,
                         &options,
+                        self.presigned_url_role_arn.as_deref(),
                     )
                     .await?;
                 }
@@ -625,7 +628,7 @@ impl Orchestrator {
 
     /// The `rollback` policy: stop everything and install the previous release on every
     /// thing whose execution succeeded.
-    async fn roll_back(
+    pub async fn roll_back(
         &self,
         tx: &mut PgConnection,
         rollout: &RolloutRow,
@@ -658,6 +661,7 @@ impl Orchestrator {
             &updated,
             document,
             &rollout.job_options,
+            self.presigned_url_role_arn.as_deref(),
         )
         .await?;
         model::record_job(tx, &rollout.rollout_id, &job_id, "rollback", None, &updated).await?;
@@ -737,6 +741,7 @@ impl Orchestrator {
                     &new,
                     &rollout.document,
                     &rollout.job_options,
+                    self.presigned_url_role_arn.as_deref(),
                 )
                 .await?;
                 new

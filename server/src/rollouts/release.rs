@@ -1,9 +1,9 @@
 //! What a rollout installs, and the IoT jobs that install it.
 //!
 //! A release is resolved once, at creation, into the job document every wave sends, so a
-//! template edited mid-rollout cannot change what later waves install. Today a release is a
-//! dashboard job template with parameters; [`resolve`] is the one place a new kind (an
-//! artifact from the artifact library, rendered into an install document) plugs in.
+//! template edited mid-rollout cannot change what later waves install. A release is a
+//! dashboard job template with parameters, or an artifact of the library sent as Flotilla's
+//! signed install document; [`resolve`] is the one place a new kind plugs in.
 
 use flotilla_api::{CreateJob, Release, WaveJobOptions};
 use serde_json::Value;
@@ -12,54 +12,65 @@ use crate::api::ApiError;
 use crate::api::job_options::{self, JobOptions, Problems};
 use crate::api::jobs::{NewJob, create_job};
 use crate::api::templates;
+use crate::app::AppState;
 use crate::iot::{Iot, IotError};
 
 /// Resolves `release` (fields reported under `field`) into its job document, pinning the
-/// template version it used.
+/// template version or the artifact version it used.
 pub(crate) async fn resolve(
+    state: &AppState,
+    field: &str,
+    release: &mut Release,
+    problems: &mut Problems,
+) -> Result<Option<Value>, ApiError> {
+    let document = match release.kind.as_str() {
+        "template" => template_document(&state.pool, field, release, problems).await?,
+        "artifact" => {
+            crate::api::artifacts::release_document(state, field, release, problems).await?
+        }
+        other => {
+            problems.add(
+                format!("{field}.kind"),
+                format!("{other:?} is not a release kind; use \"template\" or \"artifact\""),
+            );
+            None
+        }
+    };
+    if release.version.is_empty() || release.version.chars().count() > 128 {
+        problems.add(format!("{field}.version"), "must be 1-128 characters");
+    }
+    Ok(document)
+}
+
+/// A template release's document: the template rendered with the release's parameters.
+async fn template_document(
     pool: &sqlx::PgPool,
     field: &str,
     release: &mut Release,
     problems: &mut Problems,
 ) -> Result<Option<Value>, ApiError> {
-    if release.version.is_empty() || release.version.chars().count() > 128 {
-        problems.add(format!("{field}.version"), "must be 1-128 characters");
-    }
-    match release.kind.as_str() {
-        "template" => {
-            let Some(template_id) = release.template_id.clone() else {
-                problems.add(
-                    format!("{field}.template_id"),
-                    "a template release names its template",
-                );
-                return Ok(None);
-            };
-            let template = match templates::load(pool, &template_id, release.template_version).await
-            {
-                Ok(template) => template,
-                Err(ApiError::NotFound(message)) => {
-                    problems.add(format!("{field}.template_id"), message);
-                    return Ok(None);
-                }
-                Err(other) => return Err(other),
-            };
-            release.template_version = Some(template.version);
-            let mut own = Problems::default();
-            let document = templates::render(&template, &release.parameters, &mut own);
-            for problem in own.0 {
-                problems.add(format!("{field}.{}", problem.field), problem.message);
-            }
-            Ok(document)
+    let Some(template_id) = release.template_id.clone() else {
+        problems.add(
+            format!("{field}.template_id"),
+            "a template release names its template",
+        );
+        return Ok(None);
+    };
+    let template = match templates::load(pool, &template_id, release.template_version).await {
+        Ok(template) => template,
+        Err(ApiError::NotFound(message)) => {
+            problems.add(format!("{field}.template_id"), message);
+            return Ok(None);
         }
-        // The extension point: an artifact release renders an install document here.
-        other => {
-            problems.add(
-                format!("{field}.kind"),
-                format!("{other:?} is not a release kind; use \"template\""),
-            );
-            Ok(None)
-        }
+        Err(other) => return Err(other),
+    };
+    release.template_version = Some(template.version);
+    let mut own = Problems::default();
+    let document = templates::render(&template, &release.parameters, &mut own);
+    for problem in own.0 {
+        problems.add(format!("{field}.{}", problem.field), problem.message);
     }
+    Ok(document)
 }
 
 /// `wave`'s options over the rollout's, option by option.
@@ -109,7 +120,8 @@ pub(crate) fn job_options(
 
 /// Creates job `job_id` sending `document` to `things`. `Ok(false)` when a job of that id
 /// exists already: ids are derived from rollout and wave, so it is this one, created by an
-/// earlier attempt that did not live to record it.
+/// earlier attempt that did not live to record it. `presigned_url_role` is the IAM role AWS IoT
+/// assumes to presign an artifact's URL (`--presigned-url-role-arn`).
 pub async fn create(
     iot: &Iot,
     job_id: &str,
@@ -117,15 +129,25 @@ pub async fn create(
     things: &[String],
     document: &Value,
     options: &WaveJobOptions,
+    presigned_url_role: Option<&str>,
 ) -> Result<bool, IotError> {
     let mut targets = Vec::with_capacity(things.len());
     for thing in things {
         targets.push(iot.thing_arn(thing).await?);
     }
     let mut ignored = Problems::default();
-    let options = job_options(options, "job_options", &mut ignored);
+    let mut options = job_options(options, "job_options", &mut ignored);
     // Its size was checked when the rollout was created.
     let document = document.to_string();
+    if let Some(role) = presigned_url_role
+        && document.contains("${aws:iot:s3-presigned-url:")
+    {
+        options.presigned_url = Some(
+            aws_sdk_iot::types::PresignedUrlConfig::builder()
+                .role_arn(role)
+                .build(),
+        );
+    }
     match create_job(
         iot,
         NewJob {

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/rollouts/{rollout_id}/pause", post(pause))
         .route("/rollouts/{rollout_id}/resume", post(resume))
         .route("/rollouts/{rollout_id}/cancel", post(cancel))
+        .route("/rollouts/{rollout_id}/rollback", post(rollback))
         .route("/rollouts/{rollout_id}/promote", post(promote))
         .route("/rollouts/{rollout_id}/approve", post(approve))
         .route("/rollouts/{rollout_id}/retry-failed", post(retry_failed))
@@ -76,11 +77,10 @@ async fn validate(state: &AppState, mut request: CreateRollout) -> Result<NewRol
     {
         problems.add("description", "must be at most 2028 characters");
     }
-    let document =
-        release::resolve(&state.pool, "release", &mut request.release, &mut problems).await?;
+    let document = release::resolve(state, "release", &mut request.release, &mut problems).await?;
     let previous_document = match request.previous_release.as_mut() {
         Some(previous) => {
-            release::resolve(&state.pool, "previous_release", previous, &mut problems).await?
+            release::resolve(state, "previous_release", previous, &mut problems).await?
         }
         None => None,
     };
@@ -625,6 +625,31 @@ pub(crate) async fn cancel(
     state
         .rollouts
         .cancel(&mut act.tx, &act.rollout, &act.actor, reason)
+        .await?;
+    act.commit(&state).await
+}
+
+/// Rolls back now, on the operator's word rather than a failed gate: stops the rollout's
+/// unfinished jobs, and one job reinstalls the previous release on every thing that updated.
+/// Needs a `previous_release` and a reason.
+#[utoipa::path(post, path = "/api/v1/rollouts/{rollout_id}/rollback", operation_id = "rollouts_rollback", tag = "rollouts", params(("rollout_id" = String, Path, description = "The rollout id")), request_body(content = Object, description = "the reason (required)"), responses((status = 200, description = "The rollout after the action", body = Object), ApiError))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Path(rollout_id): Path<String>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(action): ApiJson<RolloutAction>,
+) -> Result<Json<RolloutDetail>, ApiError> {
+    let mut act = Act::begin(&state, &rollout_id, actor, action, true).await?;
+    act.require(&["running", "paused", "following"], "be rolled back")?;
+    if act.rollout.previous_document.is_none() {
+        return Err(ApiError::Conflict(
+            "the rollout has no previous_release to roll back to".into(),
+        ));
+    }
+    let reason = act.said("rolled back");
+    state
+        .rollouts
+        .roll_back(&mut act.tx, &act.rollout, &act.actor, reason)
         .await?;
     act.commit(&state).await
 }

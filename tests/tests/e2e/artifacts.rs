@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_iot::types::JobExecutionStatus;
+use flotilla_api::RolloutDetail;
 use flotilla_api::artifacts::{Artifact, ArtifactList, Upload};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -278,13 +279,34 @@ async fn an_object_tampered_with_in_the_bucket_fails_on_the_device() {
     app.stop().await;
 }
 
-/// An HTTP forward proxy for the agent's downloads that plays a slow network: requests for
-/// the first URL it sees are held until that presigned URL has expired, then passed on to the
-/// store (which refuses them); requests for any other URL pass at once. Returns its address
-/// and every URL it forwarded with the status the store answered.
-async fn expiring_proxy() -> (
+/// How [`flaky_proxy`] mistreats the first request it forwards.
+#[derive(Clone, Copy)]
+enum FirstRequest {
+    /// Held until its presigned URL has expired, then passed on (the store refuses it).
+    HeldUntilExpired,
+    /// Answered with the store's headers and only this many bytes of the body, then the
+    /// connection drops.
+    CutAfter(usize),
+}
+
+/// One request the proxy forwarded: its URL, its `Range` header, the store's status and how
+/// many body bytes reached the agent.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    url: String,
+    range: Option<String>,
+    status: u16,
+    body_bytes: usize,
+}
+
+/// An HTTP forward proxy for the agent's downloads that plays a bad network for the first
+/// request it sees ([`FirstRequest`]); the others pass untouched. Returns its address and
+/// every request it forwarded.
+async fn flaky_proxy(
+    first: FirstRequest,
+) -> (
     std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    std::sync::Arc<std::sync::Mutex<Vec<Forwarded>>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -316,11 +338,19 @@ async fn expiring_proxy() -> (
                 );
                 let rest = url.strip_prefix("http://").expect("an absolute http URL");
                 let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let hold = first_url
+                let is_first = first_url
                     .lock()
                     .expect("first URL")
                     .get_or_insert_with(|| url.to_owned())
                     == url;
+                let (hold, cut) = match (is_first, first) {
+                    (true, FirstRequest::HeldUntilExpired) => (true, None),
+                    // Only the very first request is cut: the resumed one has the same URL.
+                    (true, FirstRequest::CutAfter(n)) if log.lock().expect("log").is_empty() => {
+                        (false, Some(n))
+                    }
+                    _ => (false, None),
+                };
                 if hold {
                     let expiry = expiry_of(url);
                     let wait = (expiry + chrono::Duration::seconds(1) - chrono::Utc::now())
@@ -333,12 +363,16 @@ async fn expiring_proxy() -> (
                     .await
                     .expect("connecting to the store");
                 let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
+                let mut range = None;
                 for line in lines.take_while(|l| !l.is_empty()) {
                     let name = line
                         .split(':')
                         .next()
                         .unwrap_or_default()
                         .to_ascii_lowercase();
+                    if name == "range" {
+                        range = line.split_once(':').map(|(_, v)| v.trim().to_owned());
+                    }
                     if !matches!(name.as_str(), "connection" | "proxy-connection") {
                         forwarded.push_str(line);
                         forwarded.push_str("\r\n");
@@ -356,13 +390,36 @@ async fn expiring_proxy() -> (
                     .nth(1)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                log.lock().expect("log").push((url.to_owned(), status));
-                let _ = client.write_all(&response).await;
+                let body_start = response
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(response.len(), |i| i + 4);
+                let sent = match cut {
+                    Some(n) => body_start + n.min(response.len() - body_start),
+                    None => response.len(),
+                };
+                log.lock().expect("log").push(Forwarded {
+                    url: url.to_owned(),
+                    range,
+                    status,
+                    body_bytes: sent - body_start,
+                });
+                let _ = client.write_all(&response[..sent]).await;
                 let _ = client.shutdown().await;
             });
         }
     });
     (addr, seen)
+}
+
+/// The agent's environment for sending its downloads through `proxy`.
+fn through_proxy(proxy: std::net::SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("HTTP_PROXY", format!("http://{proxy}")),
+        ("http_proxy", format!("http://{proxy}")),
+        ("NO_PROXY", String::new()),
+        ("no_proxy", String::new()),
+    ]
 }
 
 /// When a presigned URL stops working: `X-Amz-Date` plus `X-Amz-Expires`.
@@ -385,17 +442,12 @@ fn expiry_of(url: &str) -> chrono::DateTime<chrono::Utc> {
 async fn an_expired_url_is_renewed_by_asking_for_the_document_again() {
     let app = TestApp::start_with(0, &["art-slow"]).await;
     let scratch = device_scratch(&app).await;
-    let (proxy, seen) = expiring_proxy().await;
+    let (proxy, seen) = flaky_proxy(FirstRequest::HeldUntilExpired).await;
     let agent = AgentProcess::spawn_at(
         app.server.mqtt_addr.expect("local mode"),
         "art-slow",
         &scratch,
-        &[
-            ("HTTP_PROXY", format!("http://{proxy}")),
-            ("http_proxy", format!("http://{proxy}")),
-            ("NO_PROXY", String::new()),
-            ("no_proxy", String::new()),
-        ],
+        &through_proxy(proxy),
     );
     let bytes = file_of(50_000);
     let artifact = upload_file(&app, "slow.bin", "1.0", &bytes).await;
@@ -419,11 +471,60 @@ async fn an_expired_url_is_renewed_by_asking_for_the_document_again() {
     assert!(
         stale
             .iter()
-            .all(|(url, status)| url == &stale[0].0 && *status == 403),
+            .all(|f| f.url == stale[0].url && f.status == 403),
         "{seen:?}"
     );
-    assert_eq!(last.1, 200, "{seen:?}");
-    assert!(expiry_of(&last.0) > expiry_of(&stale[0].0), "{seen:?}");
+    assert_eq!(last.status, 200, "{seen:?}");
+    assert!(expiry_of(&last.url) > expiry_of(&stale[0].url), "{seen:?}");
+
+    agent.kill().await;
+    scratch.remove();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_off_resumes_from_the_store_with_only_the_remainder() {
+    let app = TestApp::start_with(0, &["art-cut"]).await;
+    let scratch = device_scratch(&app).await;
+    const CUT: usize = 1024 * 1024;
+    let (proxy, seen) = flaky_proxy(FirstRequest::CutAfter(CUT)).await;
+    let agent = AgentProcess::spawn_at(
+        app.server.mqtt_addr.expect("local mode"),
+        "art-cut",
+        &scratch,
+        &through_proxy(proxy),
+    );
+    let bytes = file_of(3 * 1024 * 1024 + 17);
+    let artifact = upload_file(&app, "cut.bin", "1.0", &bytes).await;
+    let job_id = deploy(&app, &artifact, "art-cut", json!({})).await;
+    execution_details(&app, "art-cut", &job_id, JobExecutionStatus::Succeeded).await;
+    assert!(std::fs::read(scratch.path("installed.bin")).expect("installed") == bytes);
+
+    // The first request got the first megabyte and lost its connection; the next asked the
+    // store for the rest with Range and got exactly that.
+    let seen = seen.lock().expect("log").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (seen[0].range.as_deref(), seen[0].body_bytes),
+        (None, CUT),
+        "{seen:?}"
+    );
+    let resumed_from: usize = seen[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("the second request continues with Range: {seen:?}"));
+    assert!(resumed_from > 0 && resumed_from <= CUT, "{seen:?}");
+    assert_eq!(seen[1].status, 206, "{seen:?}");
+    assert_eq!(seen[1].body_bytes, bytes.len() - resumed_from, "{seen:?}");
+    let transferred: usize = seen.iter().map(|f| f.body_bytes).sum();
+    assert!(
+        transferred <= bytes.len() + CUT - resumed_from,
+        "{transferred} bytes for a {}-byte file",
+        bytes.len()
+    );
 
     agent.kill().await;
     scratch.remove();
@@ -553,5 +654,207 @@ async fn bad_uploads_get_clear_errors_and_leave_no_artifact() {
         "invalid_request",
         Some("install"),
     );
+    app.stop().await;
+}
+
+/// The rollout's detail once `check` holds for it.
+async fn rollout_until(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    check: impl Fn(&RolloutDetail) -> bool,
+) -> RolloutDetail {
+    crate::helpers::eventually(what, Duration::from_secs(90), || async {
+        let detail: RolloutDetail = get(app, &format!("/api/v1/rollouts/{id}")).await.json();
+        check(&detail).then_some(detail)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_of_an_artifact_installs_it_wave_by_wave_on_real_agents() {
+    let things = ["art-wave-1", "art-wave-2"];
+    let app = TestApp::start_with_rollouts(
+        0,
+        &things,
+        flotilla_server::rollouts::RolloutSettings {
+            tick: Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .await;
+    let old = upload_file(&app, "app.tar", "1.0.0", &file_of(4096)).await;
+    let new_bytes = file_of(300 * 1024);
+    let new = upload_file(&app, "app.tar", "2.0.0", &new_bytes).await;
+    let mut devices = Vec::new();
+    for thing in things {
+        let scratch = device_scratch(&app).await;
+        let agent = AgentProcess::spawn_at(
+            app.server.mqtt_addr.expect("local mode"),
+            thing,
+            &scratch,
+            &[],
+        );
+        devices.push((scratch, agent));
+    }
+
+    // Problems with the release are field messages, and nothing is created.
+    let release = |artifact: &str, extra: Value| {
+        let mut release = json!({"kind": "artifact", "artifact_id": artifact});
+        if let (Some(release), Some(extra)) = (release.as_object_mut(), extra.as_object()) {
+            release.extend(extra.clone());
+        }
+        release
+    };
+    let handler = json!({"install": {"handler": "install-app.sh"}});
+    for (bad, field) in [
+        (
+            release("00000000-0000-0000-0000-000000000000", handler.clone()),
+            "release.artifact_id",
+        ),
+        (release(&new.id, json!({})), "release.install"),
+        (
+            release(&new.id, json!({"install": {"handler": "../sh"}})),
+            "release.install",
+        ),
+        (
+            release(
+                &new.id,
+                json!({"install": {"handler": "install-app.sh"}, "version": "9.9"}),
+            ),
+            "release.version",
+        ),
+    ] {
+        post(
+            &app,
+            "/api/v1/rollouts",
+            json!({"rollout_id": "fw-bad", "release": bad, "targets": {"things": things}, "waves": [{"percent": 100}]}),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some(field));
+    }
+    get(&app, "/api/v1/rollouts/fw-bad").await.assert_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+
+    // The release's version is the artifact's; the first wave waits for an approval.
+    let created = post(
+        &app,
+        "/api/v1/rollouts",
+        json!({
+            "rollout_id": "fw-art",
+            "release": release(&new.id, handler.clone()),
+            "previous_release": release(&old.id, handler.clone()),
+            "failure_policy": "rollback",
+            "targets": {"things": things},
+            "canary_things": [things[0]],
+            "waves": [{"count": 1, "gates": {"approval": true}}, {"percent": 100}],
+        }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let created: RolloutDetail = created.json();
+    assert_eq!(created.rollout.release.version, "2.0.0");
+    rollout_until(&app, "fw-art", "wave 1 awaiting approval", |d| {
+        d.waves[0].state == "awaiting_approval"
+    })
+    .await;
+    let canary = &devices[0].0;
+    assert!(
+        std::fs::read(canary.path("installed.bin")).expect("installed on the canary") == new_bytes,
+        "the canary installed something else"
+    );
+    assert!(!devices[1].0.path("installed.bin").exists());
+
+    // Both artifacts are in use while the rollout runs: one installs, one is what a rollback
+    // would reinstall.
+    for artifact in [&new, &old] {
+        let refused = delete(&app, &format!("/api/v1/artifacts/{}", artifact.id)).await;
+        refused.assert_error(StatusCode::CONFLICT, "conflict", None);
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("rollout fw-art")),
+            "{}",
+            refused.body
+        );
+    }
+
+    let approved = post(&app, "/api/v1/rollouts/fw-art/approve", json!({})).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    let done = rollout_until(&app, "fw-art", "the rollout to complete", |d| {
+        d.rollout.state == "completed"
+    })
+    .await;
+    let jobs: Vec<&str> = done.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(jobs, ["fw-art-w1", "fw-art-w2"]);
+    assert!(
+        std::fs::read(devices[1].0.path("installed.bin")).expect("installed by wave 2")
+            == new_bytes,
+        "wave 2 installed something else"
+    );
+    // Each wave sent the signed install document with the placeholder of the new build.
+    let document = app
+        .server
+        .iot_client
+        .get_job_document()
+        .job_id("fw-art-w2")
+        .send()
+        .await
+        .expect("GetJobDocument")
+        .document
+        .expect("a document");
+    let document: Value = serde_json::from_str(&document).expect("a JSON document");
+    assert_eq!(document["artifact"]["sha256"], new.sha256);
+    assert_eq!(document["artifact"]["signature"], new.signature);
+    assert_eq!(document["softwareVersion"], "2.0.0");
+
+    // Finished, the rollout no longer holds either artifact.
+    let deleted = delete(&app, &format!("/api/v1/artifacts/{}", old.id)).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+
+    for (scratch, agent) in devices {
+        agent.kill().await;
+        scratch.remove();
+    }
+    app.stop().await;
+}
+
+/// The multipart parts the engine's store holds (s3s-fs keeps them at the top of its folder).
+fn stored_parts(app: &TestApp) -> Vec<String> {
+    std::fs::read_dir(app.artifact_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with(".upload_id-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_nobody_finishes_is_swept_from_the_store() {
+    let app = TestApp::start_configured(&[], |config| {
+        config.artifacts.abandoned_after = Duration::from_secs(3);
+    })
+    .await;
+    let bytes = file_of(9 * 1024 * 1024);
+    let upload = start_upload(&app, "left.bin", "1.0", bytes.len()).await;
+    put_part(&app, &upload, 0, &bytes).await;
+    assert_eq!(stored_parts(&app).len(), 1, "the store holds the part");
+    let path = format!("/api/v1/artifacts/uploads/{}", upload.id);
+    crate::helpers::eventually(
+        "the abandoned upload to be swept",
+        Duration::from_secs(30),
+        || async { (get(&app, &path).await.status == StatusCode::NOT_FOUND).then_some(()) },
+    )
+    .await;
+    assert!(stored_parts(&app).is_empty(), "{:?}", stored_parts(&app));
+    // Completing it now is refused: it is gone.
+    complete(&app, &upload, &hex::encode(Sha256::digest(&bytes)))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", None);
     app.stop().await;
 }

@@ -15,7 +15,7 @@ use flotilla_api::stream::ExecutionChange;
 use flotilla_api::{JobDetail, JobStatus};
 use flotilla_server::app::{self, IotMode, ServeConfig};
 use flotilla_server::projection::events::parse_event;
-use flotilla_server::projection::{Observation, Projection};
+use flotilla_server::projection::{JobObservation, Observation, Projection};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -581,4 +581,131 @@ async fn reconcile_requests(app: &TestApp) -> u64 {
         .find_map(|l| l.strip_prefix("flotilla_reconcile_requests_total "))
         .and_then(|v| v.parse().ok())
         .expect("the reconcile request counter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_is_not_brought_back_by_late_news() {
+    let app = TestApp::start_with(0, &["proj-del-1"]).await;
+    let replica = second_replica(&app).await;
+    let created = create_job(&app, "del-job", &["proj-del-1"]).await;
+    // A reconciliation read taken just before the delete, applied after it.
+    let stale_read = JobObservation {
+        job_id: "del-job".into(),
+        job_arn: Some(created.job.job_arn.clone()),
+        status: "IN_PROGRESS".into(),
+        description: None,
+        targets: None,
+        created_at: Some(
+            chrono::DateTime::parse_from_rfc3339(&created.job.created_at)
+                .expect("an RFC 3339 time")
+                .to_utc(),
+        ),
+        updated_at: Some(chrono::Utc::now()),
+        completed_at: None,
+    };
+    let deleted = app
+        .http
+        .delete(app.url("/api/v1/jobs/del-job?force=true"))
+        .send()
+        .await
+        .expect("DELETE the job");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let applied = replica
+        .apply(vec![
+            Observation::Job(stale_read.clone()),
+            aws_event(
+                "del-job",
+                "proj-del-1",
+                "CANCELED",
+                chrono::Utc::now().timestamp(),
+            ),
+        ])
+        .await
+        .expect("applying late news");
+    assert_eq!(applied.changes, 0, "late news changes nothing");
+    assert!(
+        app.job("del-job").await.is_none(),
+        "the deleted job stays deleted"
+    );
+
+    // A new job under the same id, created after the delete, is a job again.
+    let recreated = create_job(&app, "del-job", &["proj-del-1"]).await;
+    assert_eq!(recreated.job.job_id, "del-job");
+    assert!(app.job("del-job").await.is_some());
+    let tombstones: i64 =
+        sqlx::query_scalar("select count(*) from server.deleted_jobs where job_id = 'del-job'")
+            .fetch_one(replica.pool())
+            .await
+            .expect("counting tombstones");
+    assert_eq!(tombstones, 0, "the new job cleared the tombstone");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reasons_and_the_state_timeline_come_from_the_projection() {
+    let things = ["proj-hist-1", "proj-hist-2", "proj-hist-3"];
+    let app = TestApp::start_with(0, &things).await;
+    let mqtt = app.server.mqtt_addr.expect("local mode has a broker");
+    let mut devices = Vec::new();
+    for thing in things {
+        devices.push(Device::connect(mqtt, thing).await);
+    }
+    create_job(&app, "hist-job", &things).await;
+    devices[0].update("hist-job", "SUCCEEDED", json!({})).await;
+    for device in &devices[1..] {
+        device
+            .update("hist-job", "FAILED", json!({"reason": "disk full"}))
+            .await;
+    }
+    for (thing, status) in things.iter().zip(["SUCCEEDED", "FAILED", "FAILED"]) {
+        wait_for_status(&app, "hist-job", thing, status).await;
+    }
+
+    let get = |path: &str| {
+        let request = app.http.get(app.url(path));
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+    let (status, reasons) = get("/api/v1/jobs/hist-job/failure-reasons").await;
+    assert_eq!(status, StatusCode::OK, "{reasons}");
+    assert_eq!(
+        reasons,
+        json!({"reasons": [{"status": "FAILED", "reason": "disk full", "count": 2}]})
+    );
+
+    let (status, timeline) = get("/api/v1/jobs/hist-job/timeline?points=5").await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    let timeline: flotilla_api::JobTimeline = serde_json::from_value(timeline).expect("a timeline");
+    assert_eq!(timeline.points.len(), 5);
+    // The first point is the first transition (a QUEUED); the others follow within moments.
+    let first = timeline.points[0].counts;
+    assert!(
+        first.queued >= 1 && first.total() == first.queued,
+        "{first:?}"
+    );
+    assert_eq!(timeline.points[1].counts.total(), 3, "{timeline:?}");
+    let last = timeline.points[4].counts;
+    assert_eq!(
+        (last.succeeded, last.failed, last.queued),
+        (1, 2, 0),
+        "{last:?}"
+    );
+    assert!(
+        timeline.points.windows(2).all(|w| w[0].at < w[1].at),
+        "points in time order: {timeline:?}"
+    );
+
+    // Bad input: a clear error, and an unknown job is not found.
+    let (status, body) = get("/api/v1/jobs/hist-job/timeline?points=1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["fields"][0]["field"], "points");
+    let (status, _) = get("/api/v1/jobs/no-such-job/failure-reasons").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get("/api/v1/jobs/no-such-job/timeline").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    drop(devices);
+    app.stop().await;
 }

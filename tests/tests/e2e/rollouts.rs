@@ -458,6 +458,100 @@ async fn the_rollback_policy_returns_updated_devices_to_the_previous_version() {
 }
 
 #[tokio::test]
+async fn an_operator_rolls_back_on_demand_with_a_reason() {
+    let mut s = Scenario::start(6).await;
+    let targets = s.things.clone();
+    let request = move |id: &str, previous: bool| {
+        let mut r = json!({
+            "rollout_id": id,
+            "release": release("2.0.0"),
+            "targets": {"things": targets},
+            "waves": [{"count": 2, "gates": {"approval": true}}, {"percent": 100}],
+        });
+        if previous {
+            r["previous_release"] = release("1.0.0");
+        }
+        r
+    };
+    let things = s.things.clone();
+    s.devices(&things, 0.0);
+    // Without a previous release there is nothing to roll back to.
+    s.create(&request("fw-none", false)).await;
+    post(
+        &s.app,
+        "/api/v1/rollouts/fw-none/rollback",
+        json!({"reason": "bad build"}),
+    )
+    .await
+    .assert_error(StatusCode::CONFLICT, "conflict", None);
+    post(
+        &s.app,
+        "/api/v1/rollouts/fw-none/cancel",
+        json!({"reason": "next test"}),
+    )
+    .await;
+
+    let preview = s.preview(&request("fw-manual", true)).await;
+    let updated = preview.waves[0].things.clone();
+    assert_eq!(updated.len(), 2, "{preview:?}");
+    let created = s.create(&request("fw-manual", true)).await;
+    s.wave_state("fw-manual", 1, "awaiting_approval").await;
+    // A rollback says why.
+    post(&s.app, "/api/v1/rollouts/fw-manual/rollback", json!({}))
+        .await
+        .assert_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("reason"),
+        );
+    let answer = post(
+        &s.app,
+        "/api/v1/rollouts/fw-manual/rollback",
+        json!({"reason": "field reports of boot loops"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let done = s.rollout_state("fw-manual", "rolled_back").await;
+    assert!(
+        done.events
+            .iter()
+            .any(|e| e.reason.as_deref().is_some_and(
+                |r| r.contains("rolled back by dev-admin: field reports of boot loops")
+            )),
+        "{done:#?}"
+    );
+    // Wave 2 never started; the canary's two things got the previous release back.
+    assert_eq!(done.waves[1].job_id, None, "{done:#?}");
+    let rollback = s
+        .app
+        .job("fw-manual-rollback")
+        .await
+        .expect("the rollback job");
+    let mut rolled: Vec<String> = rollback
+        .executions
+        .iter()
+        .map(|e| e.thing_name.clone())
+        .collect();
+    rolled.sort();
+    let mut expected = updated.clone();
+    expected.sort();
+    assert_eq!(rolled, expected);
+    for thing in &updated {
+        let version = reported_version(&s.app.server.iot_client, "fw-manual-rollback", thing).await;
+        assert_eq!(version.as_deref(), Some("1.0.0"), "{thing}");
+    }
+    assert_eq!(
+        created
+            .rollout
+            .previous_release
+            .map(|r| r.version)
+            .as_deref(),
+        Some("1.0.0")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn the_health_check_holds_a_wave_whose_devices_never_report_the_new_version() {
     let mut s = Scenario::start(6).await;
     let request = json!({
@@ -538,6 +632,28 @@ async fn an_approval_gate_waits_for_an_operator() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let waiting = s.detail("fw-approve").await;
     assert_eq!(waiting.waves[1].state, "pending");
+    // A viewer (here through a viewer-scoped API token) may look but not approve.
+    let token = post(
+        &s.app,
+        "/api/v1/tokens",
+        json!({"name": "watcher", "role": "viewer", "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
+    let secret = token.body["secret"].as_str().expect("a secret").to_owned();
+    let refused = s
+        .app
+        .http
+        .post(s.app.url("/api/v1/rollouts/fw-approve/approve"))
+        .bearer_auth(&secret)
+        .json(&json!({"reason": "looks fine to me"}))
+        .send()
+        .await
+        .expect("the approve request");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let still = s.detail("fw-approve").await;
+    assert_eq!(still.waves[0].state, "awaiting_approval");
+    assert_eq!(still.waves[0].approved_by, None);
     // The approver is the signed-in user (development sign-in: `dev-admin`).
     let approved: RolloutDetail = post(
         &s.app,
