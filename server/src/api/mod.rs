@@ -12,7 +12,7 @@
 //! - [`crate::auth`]: `GET /me` and personal API tokens (`/tokens`); every route's permission.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
-mod artifacts;
+pub(crate) mod artifacts;
 mod error;
 mod fleet;
 mod job_history;

@@ -771,6 +771,7 @@ pub(crate) async fn retry_failed(
         &failed,
         &act.rollout.document,
         &options,
+        state.rollouts.presigned_url_role_arn.as_deref(),
     )
     .await?;
     model::record_job(
