@@ -148,6 +148,26 @@ impl ExecutionRow {
     fn status(&self) -> ExecutionStatus {
         ExecutionStatus::parse(&self.status).unwrap_or(ExecutionStatus::Queued)
     }
+
+    /// The key that orders a thing's pending executions as [`PENDING_ORDER`] does in SQL:
+    /// IN_PROGRESS first, then by queue time, then by job id byte by byte (`collate "C"`).
+    fn pending_order(&self) -> (bool, DateTime<Utc>, &[u8]) {
+        (
+            self.status != ExecutionStatus::InProgress.as_str(),
+            self.queued_at,
+            self.job_id.as_bytes(),
+        )
+    }
+}
+
+/// The order of a thing's pending executions, the device API's "next" first: IN_PROGRESS
+/// before QUEUED, then oldest first. Job ids compare byte by byte whatever the database's
+/// collation, so [`ExecutionRow::pending_order`] can sort lists the same way in memory.
+const PENDING_ORDER: &str = "status = 'IN_PROGRESS' desc, queued_at, job_id collate \"C\"";
+
+/// Sorts pending executions by [`PENDING_ORDER`].
+fn sort_pending(list: &mut [ExecutionRow]) {
+    list.sort_by(|a, b| a.pending_order().cmp(&b.pending_order()));
 }
 
 /// Counts of a job's executions by status.
@@ -484,7 +504,7 @@ impl Jobs {
             "select {EXECUTION_COLUMNS} from engine.job_executions
              where thing_name = any($1) and status in ('QUEUED', 'IN_PROGRESS')
                and notified_at is not null
-             order by thing_name, status = 'IN_PROGRESS' desc, queued_at, job_id"
+             order by thing_name, {PENDING_ORDER}"
         ))
         .bind(things)
         .fetch_all(executor)
@@ -513,6 +533,20 @@ impl Jobs {
                 return;
             }
         };
+        self.announce_pending_lists(things, &pending, next_changed, HashMap::new())
+            .await;
+    }
+
+    /// [`Jobs::announce_pending`] from lists in hand: `pending` holds each thing's pending
+    /// executions in [`PENDING_ORDER`] (a thing without an entry has none), and `documents`
+    /// the device documents of jobs already read, keyed by job id; only the others are read.
+    async fn announce_pending_lists(
+        &self,
+        things: &[String],
+        pending: &HashMap<String, Vec<ExecutionRow>>,
+        next_changed: &(dyn Fn(&str, Option<&str>) -> bool + Sync),
+        mut documents: HashMap<String, Value>,
+    ) {
         let heads = |thing: &String| pending.get(thing).and_then(|list| list.first());
         let changed: Vec<&String> = things
             .iter()
@@ -520,9 +554,12 @@ impl Jobs {
             .collect();
         // Only a `notify-next` carries a document; most changes (a device finishing its only
         // job) leave no next execution, and then the documents are not read at all.
-        let documents = self
-            .documents(changed.iter().filter_map(|thing| heads(thing)))
-            .await;
+        let missing = changed
+            .iter()
+            .filter_map(|thing| heads(thing))
+            .filter(|e| !documents.contains_key(&e.job_id));
+        let read = self.documents(missing).await;
+        documents.extend(read);
         for thing in things {
             let list = pending.get(thing).map(Vec::as_slice).unwrap_or_default();
             device::publish_notify(&self.broker, thing, list);

@@ -551,3 +551,51 @@ async fn notify_lists_ten_and_notify_next_follows_the_head() {
     assert!(last_next.get("execution").is_none(), "{last_next}");
     engine.stop().await;
 }
+
+/// The engine orders a device's pending executions in SQL (`get`, `$next`) and, after a
+/// device's own change, in memory (`notify`): both must agree, job ids comparing byte by byte
+/// where queue times tie, whatever the database's collation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_lists_agree_between_get_and_notify() {
+    // A clock that stands still gives the three executions one queue time.
+    let clock = Arc::new(TestClock::new(Utc::now()));
+    let engine = TestEngine::start_with_clock(clock).await;
+    let mut device = Device::connect(&engine, "ordered").await;
+    for job_id in ["b-1", "B-2", "a_3"] {
+        engine.create_job(job_id, DOCUMENT, &["ordered"]).await;
+    }
+    let listed = device.accepted("get", json!({})).await;
+    assert_eq!(job_ids(&listed["queuedJobs"]), ["B-2", "a_3", "b-1"]);
+    device.notifications(Duration::from_millis(200)).await;
+
+    // Each start moves an execution ahead of the QUEUED ones; the notify computed from the
+    // change lists what `get` reads back.
+    for (job_id, in_progress, queued) in [
+        ("b-1", vec!["b-1"], vec!["B-2", "a_3"]),
+        ("a_3", vec!["a_3", "b-1"], vec!["B-2"]),
+    ] {
+        device
+            .accepted(
+                &format!("{job_id}/update"),
+                json!({"status": "IN_PROGRESS"}),
+            )
+            .await;
+        let changed = device.notifications(Duration::from_millis(300)).await;
+        let (_, notify) = changed
+            .iter()
+            .rev()
+            .find(|(topic, _)| topic.ends_with("/notify"))
+            .expect("a notify after the start");
+        assert_eq!(job_ids(&notify["jobs"]["IN_PROGRESS"]), in_progress);
+        assert_eq!(job_ids(&notify["jobs"]["QUEUED"]), queued);
+        let listed = device.accepted("get", json!({})).await;
+        assert_eq!(job_ids(&listed["inProgressJobs"]), in_progress);
+        assert_eq!(job_ids(&listed["queuedJobs"]), queued);
+    }
+    // start-next takes the head of that order, and `$next` names it.
+    let started = device.accepted("start-next", json!({})).await;
+    assert_eq!(started["execution"]["jobId"], "a_3");
+    let next = device.accepted("$next/get", json!({})).await;
+    assert_eq!(next["execution"]["jobId"], "a_3");
+    engine.stop().await;
+}
