@@ -93,22 +93,6 @@ pub struct ExecutionCounts {
 }
 
 impl ExecutionCounts {
-    /// The count of executions in `status` (an IoT execution status), to change it; `None`
-    /// for a status that is not one.
-    pub fn of_status(&mut self, status: &str) -> Option<&mut i64> {
-        Some(match status {
-            "QUEUED" => &mut self.queued,
-            "IN_PROGRESS" => &mut self.in_progress,
-            "SUCCEEDED" => &mut self.succeeded,
-            "FAILED" => &mut self.failed,
-            "REJECTED" => &mut self.rejected,
-            "CANCELED" => &mut self.canceled,
-            "TIMED_OUT" => &mut self.timed_out,
-            "REMOVED" => &mut self.removed,
-            _ => return None,
-        })
-    }
-
     /// Every execution the job has, whatever its state.
     pub fn total(&self) -> i64 {
         self.queued
@@ -248,23 +232,6 @@ pub struct FailureReason {
     pub status: String,
     pub reason: String,
     pub count: i64,
-}
-
-/// `GET /api/v1/jobs/{job_id}/timeline?points=N`: how many executions were in each state over
-/// time, from the projection's transition history; the last point is now.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobTimeline {
-    pub points: Vec<TimelinePoint>,
-}
-
-/// The executions in each state at `at`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TimelinePoint {
-    /// RFC 3339.
-    pub at: String,
-    pub counts: ExecutionCounts,
 }
 
 /// `POST /api/v1/jobs/{job_id}/executions/{thing_name}/cancel`.

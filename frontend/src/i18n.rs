@@ -472,7 +472,6 @@ mod tests {
     const SOURCES: &[&str] = &[
         include_str!("admin.rs"),
         include_str!("app.rs"),
-        include_str!("chart.rs"),
         include_str!("devices.rs"),
         include_str!("jobs.rs"),
         include_str!("overview.rs"),

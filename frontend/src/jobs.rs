@@ -13,7 +13,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, encode};
-use crate::chart::StateChart;
 use crate::live::Live;
 use crate::overview::JobTable;
 use crate::perm::Act;
@@ -264,10 +263,6 @@ pub fn JobPage(job_id: String) -> impl IntoView {
                 </section>
             }
         })}
-        <section class="card">
-            <div class="card-header"><h2>{t("Progress over time")}</h2></div>
-            <div class="card-body"><StateChart job_id=job_id.clone() /></div>
-        </section>
         <section class="card">
             <div class="card-header"><h2>{t("Failure reasons")}</h2></div>
             <div class="card-body"><FailureReasons job_ids=vec![job_id.clone()] /></div>

@@ -14,7 +14,6 @@
 mod admin;
 mod api;
 mod app;
-mod chart;
 mod devices;
 mod i18n;
 mod jobs;

@@ -8,7 +8,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, encode};
-use crate::chart::StateChart;
 use crate::jobs::{DeviceDrawer, Executions, FailureReasons};
 use crate::live::Live;
 use crate::perm::Act;
@@ -290,12 +289,6 @@ pub fn RolloutPage(rollout_id: String) -> impl IntoView {
             }
         })}
         {move || wave_job.get().map(|job_id| view! {
-            <section class="card">
-                <div class="card-header">
-                    <h2>{t("Progress over time")} " " <code>{job_id.clone()}</code></h2>
-                </div>
-                <div class="card-body"><StateChart job_id=job_id.clone() /></div>
-            </section>
             <section class="card">
                 <div class="card-header">
                     <h2>{t("Executions of")} " " <a href=Route::Job(job_id.clone()).href()><code>{job_id.clone()}</code></a></h2>

@@ -360,7 +360,7 @@ pub fn UploadArtifact(on_done: Callback<()>) -> impl IntoView {
                     }.into_any(),
                     (Phase::Paused | Phase::Failed(_), true) => view! {
                         <button type="button" class="button primary" data-testid="upload-resume" on:click=resume>{t("Resume")}</button>
-                        <button type="button" class="button danger" data-testid="upload-abandon" on:click=abandon>{t("Abandon")}</button>
+                        <button type="button" class="button" data-testid="upload-abandon" on:click=abandon>{t("Abandon")}</button>
                     }.into_any(),
                     (Phase::Verifying, _) => view! { <span class="muted">{t("Checking the SHA-256 and signing")}</span> }.into_any(),
                     _ => view! {

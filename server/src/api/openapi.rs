@@ -40,7 +40,6 @@ use super::{fleet, jobs, templates};
         jobs::cancel_execution,
         jobs::retry_execution,
         super::job_history::failure_reasons,
-        super::job_history::timeline,
         fleet::list_things,
         fleet::thing_detail,
         fleet::list_groups,

@@ -44,7 +44,6 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/jobs/{job_id}/cancel", At(Operator)),
     ("GET", "/api/v1/jobs/{job_id}/executions", At(Viewer)),
     ("GET", "/api/v1/jobs/{job_id}/failure-reasons", At(Viewer)),
-    ("GET", "/api/v1/jobs/{job_id}/timeline", At(Viewer)),
     (
         "POST",
         "/api/v1/jobs/{job_id}/executions/{thing_name}/cancel",

@@ -642,7 +642,7 @@ async fn a_deleted_job_is_not_brought_back_by_late_news() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failure_reasons_and_the_state_timeline_come_from_the_projection() {
+async fn failure_reasons_come_from_the_projection() {
     let things = ["proj-hist-1", "proj-hist-2", "proj-hist-3"];
     let app = TestApp::start_with(0, &things).await;
     let mqtt = app.server.mqtt_addr.expect("local mode has a broker");
@@ -676,35 +676,8 @@ async fn failure_reasons_and_the_state_timeline_come_from_the_projection() {
         json!({"reasons": [{"status": "FAILED", "reason": "disk full", "count": 2}]})
     );
 
-    let (status, timeline) = get("/api/v1/jobs/hist-job/timeline?points=5").await;
-    assert_eq!(status, StatusCode::OK, "{timeline}");
-    let timeline: flotilla_api::JobTimeline = serde_json::from_value(timeline).expect("a timeline");
-    assert_eq!(timeline.points.len(), 5);
-    // The first point is the first transition (a QUEUED); the others follow within moments.
-    let first = timeline.points[0].counts;
-    assert!(
-        first.queued >= 1 && first.total() == first.queued,
-        "{first:?}"
-    );
-    assert_eq!(timeline.points[1].counts.total(), 3, "{timeline:?}");
-    let last = timeline.points[4].counts;
-    assert_eq!(
-        (last.succeeded, last.failed, last.queued),
-        (1, 2, 0),
-        "{last:?}"
-    );
-    assert!(
-        timeline.points.windows(2).all(|w| w[0].at < w[1].at),
-        "points in time order: {timeline:?}"
-    );
-
-    // Bad input: a clear error, and an unknown job is not found.
-    let (status, body) = get("/api/v1/jobs/hist-job/timeline?points=1").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["fields"][0]["field"], "points");
+    // An unknown job is not found.
     let (status, _) = get("/api/v1/jobs/no-such-job/failure-reasons").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = get("/api/v1/jobs/no-such-job/timeline").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     drop(devices);
     app.stop().await;
