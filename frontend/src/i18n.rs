@@ -194,10 +194,6 @@ static ES: &[(&str, &str)] = &[
     ("Execution canceled.", "Ejecución cancelada."),
     ("Executions", "Ejecuciones"),
     ("Executions of", "Ejecuciones de"),
-    (
-        "Executions per state over time",
-        "Ejecuciones por estado a lo largo del tiempo",
-    ),
     ("Export CSV", "Exportar CSV"),
     ("Failed", "Fallido"),
     (
@@ -253,7 +249,6 @@ static ES: &[(&str, &str)] = &[
     ),
     ("No devices match.", "Ningún dispositivo coincide."),
     ("No executions match.", "Ninguna ejecución coincide."),
-    ("No executions yet.", "Aún no hay ejecuciones."),
     ("No failures.", "Sin fallos."),
     ("No jobs yet.", "Aún no hay trabajos."),
     ("No jobs.", "No hay trabajos."),
@@ -285,7 +280,6 @@ static ES: &[(&str, &str)] = &[
     ("Pending", "Pendiente"),
     ("Previous", "Anterior"),
     ("Progress", "Progreso"),
-    ("Progress over time", "Progreso en el tiempo"),
     ("Promote", "Promover"),
     ("Queued", "En cola"),
     (

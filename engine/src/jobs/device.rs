@@ -425,6 +425,12 @@ async fn announce(
         .await;
 }
 
+/// The end of the device statements: the thing's pending rows as they were (`mine`), then
+/// the row the statement changed (`updated`) with its job's document and configuration.
+const MINE_THEN_UPDATED: &str = "select mine.*, false as changed, null::text as document, null::jsonb as config from mine
+         union all
+         select updated.*, true, j.document, j.config from updated join engine.jobs j using (job_id)";
+
 /// StartNextPendingJobExecution, in one statement: lock the thing's pending executions, start
 /// the first (an IN_PROGRESS one stays IN_PROGRESS, taking the new statusDetails and step
 /// timeout), and return them as they were, the started one as it is now, and its job.
@@ -447,9 +453,7 @@ fn start_next_sql() -> String {
              where thing_name = $1
                and job_id = (select job_id from mine order by {order} limit 1)
              returning {columns})
-         select mine.*, false as changed, null::text as document, null::jsonb as config from mine
-         union all
-         select updated.*, true, j.document, j.config from updated join engine.jobs j using (job_id)",
+         {MINE_THEN_UPDATED}",
         columns = super::EXECUTION_COLUMNS,
         deadline = super::rollout::in_progress_deadline("$4"),
         order = super::PENDING_ORDER,
@@ -594,9 +598,7 @@ fn update_sql() -> String {
                              and ($7::bigint is null or m.version_number = $7)
                              and ($8::bigint is null or m.execution_number = $8))
              returning {columns})
-         select mine.*, false as changed, null::text as document, null::jsonb as config from mine
-         union all
-         select updated.*, true, j.document, j.config from updated join engine.jobs j using (job_id)",
+         {MINE_THEN_UPDATED}",
         columns = super::EXECUTION_COLUMNS,
         deadline = super::rollout::in_progress_deadline("$6"),
     )
