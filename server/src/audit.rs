@@ -5,6 +5,11 @@
 //! It is one middleware around the whole API rather than a call in each handler, so a new
 //! endpoint cannot forget it and refused requests (bad JSON, validation errors) are recorded
 //! like accepted ones.
+//!
+//! The log is append-only and hash-chained by the database (migration 0014); [`chain`] checks
+//! the chain.
+
+pub mod chain;
 
 use std::net::SocketAddr;
 
@@ -111,16 +116,17 @@ pub async fn record_mutations(
     response
 }
 
-/// One attempt to record.
-struct NewEntry<'a> {
-    actor: &'a str,
-    role: Option<&'a str>,
-    action: &'a str,
-    target: &'a str,
-    request: Option<Value>,
-    status: StatusCode,
-    outcome: &'a str,
-    source: Option<&'a str>,
+/// One attempt to record (the hook's, or a handler's that is no mutation but must be on
+/// record, like a sign-in).
+pub(crate) struct NewEntry<'a> {
+    pub actor: &'a str,
+    pub role: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub request: Option<Value>,
+    pub status: StatusCode,
+    pub outcome: &'a str,
+    pub source: Option<&'a str>,
 }
 
 /// Records a state change the server made, on its own or for an operator (a rollout's
@@ -149,7 +155,7 @@ pub async fn record_change(
 }
 
 impl NewEntry<'_> {
-    async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
+    pub(crate) async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
         sqlx::query(
             "insert into server.audit_log (actor, role, action, target, request, status, outcome, source)
              values ($1, $2, $3, $4, $5, $6, $7, $8)",

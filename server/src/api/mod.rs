@@ -8,7 +8,7 @@
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
-//! - `GET /audit`: the audit log.
+//! - `GET /audit`: the audit log; `GET /audit/verify`: whether its hash chain is intact.
 //! - [`crate::auth`]: `GET /me` and personal API tokens (`/tokens`); every route's permission.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
@@ -25,7 +25,7 @@ pub(crate) mod templates;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use flotilla_api::AuditPage;
+use flotilla_api::{AuditPage, AuditVerification};
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
@@ -49,6 +49,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(crate::auth::router())
         .merge(crate::stream::router())
         .route("/audit", get(audit))
+        .route("/audit/verify", get(audit_verify))
         .route("/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -119,4 +120,12 @@ async fn audit(
         entries,
         next_before,
     }))
+}
+
+/// `GET /audit/verify`: walks the audit log's hash chain and names the first entry that was
+/// changed or follows a deleted one. It reads the whole log, so it is for admins.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "Whether the chain is intact, and where it breaks", body = AuditVerification), ApiError))]
+async fn audit_verify(State(state): State<AppState>) -> Result<Json<AuditVerification>, ApiError> {
+    Ok(Json(crate::audit::chain::verify(&state.pool).await?))
 }
