@@ -6,7 +6,7 @@
 //! endpoint cannot forget it and refused requests (bad JSON, validation errors) are recorded
 //! like accepted ones.
 //!
-//! The log is append-only and hash-chained by the database (migration 0014); [`chain`] checks
+//! The log is append-only and hash-chained by the database (migration 0019); [`chain`] checks
 //! the chain.
 
 pub mod chain;

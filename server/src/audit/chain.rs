@@ -1,7 +1,7 @@
 //! The audit log's hash chain, checked: what `flotilla audit verify` and
 //! `GET /api/v1/audit/verify` run.
 //!
-//! The database builds the chain (migration 0014): a trigger on every insert, under one
+//! The database builds the chain (migration 0019): a trigger on every insert, under one
 //! advisory lock, gives the entry the next `seq` and stores
 //! `hash = sha256(previous hash || encoding of the entry)`, and other triggers refuse UPDATE,
 //! DELETE and TRUNCATE. Verification recomputes every hash here, from the fields as stored,
@@ -38,7 +38,7 @@ pub struct ChainedEntry {
 }
 
 impl ChainedEntry {
-    /// The bytes the hash covers, as `server.audit_log_encoding` (migration 0014) makes them:
+    /// The bytes the hash covers, as `server.audit_log_encoding` (migration 0019) makes them:
     /// integers big-endian, each text a presence byte, its length and its UTF-8 bytes.
     pub fn encoding(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
@@ -159,7 +159,7 @@ mod tests {
         }
     }
 
-    /// The hashes PostgreSQL computes with migration 0014's `server.audit_log_encoding` for
+    /// The hashes PostgreSQL computes with migration 0019's `server.audit_log_encoding` for
     /// the same fields (`select encode(sha256(previous || server.audit_log_encoding(row(…))),
     /// 'hex')`): the two implementations of the encoding agree.
     #[test]

@@ -221,25 +221,6 @@ impl TestApp {
         }
     }
 
-    /// A server with `things` registered and no devices, its configuration changed by
-    /// `configure` before it starts.
-    pub async fn start_configured(
-        things: &[&str],
-        configure: impl FnOnce(&mut ServeConfig),
-    ) -> Self {
-        let db = TestDb::create().await;
-        let mut config = local_config(&db, "", 0, things, Default::default());
-        configure(&mut config);
-        let server = app::start(config).await.expect("starting the server");
-        let base = format!("http://{}", server.addr);
-        Self {
-            server,
-            db,
-            http: reqwest::Client::new(),
-            base,
-        }
-    }
-
     /// A second server (a replica) on this one's database, with its own engine and no devices.
     pub async fn start_replica(
         &self,
