@@ -119,7 +119,8 @@ pub struct AppState {
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
-/// `/readyz`, `/metrics`, and the web UI.
+/// `/readyz`, `/metrics`, and the web UI. The API bounds request bodies itself (the audit hook
+/// answers 413 in its error shape and records the attempt); the rest reads no body.
 pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
     let ui = static_files(static_dir);
     let sessions = session_layer(&state);
@@ -136,9 +137,10 @@ pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
             crate::ops::count_requests,
         ))
         .with_state(state)
-        .fallback_service(ui)
+        .fallback_service(ui.layer(tower_http::limit::RequestBodyLimitLayer::new(
+            crate::audit::MAX_BODY,
+        )))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
 }
 
 /// Deletes ended browser sessions now and then (the store refuses them anyway; this keeps

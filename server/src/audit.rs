@@ -37,7 +37,7 @@ pub struct Actor(pub String);
 pub struct ErrorCode(pub &'static str);
 
 /// The largest request body the hook reads; the server's body limit is the same.
-const MAX_BODY: usize = 1024 * 1024;
+pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Strings longer than this are cut in the stored summary.
 const MAX_STRING: usize = 256;
@@ -74,20 +74,26 @@ pub async fn record_mutations(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
     let (parts, body) = request.into_parts();
-    let (bytes, response) = match axum::body::to_bytes(body, MAX_BODY).await {
+    // A body announced too large is refused unread; a chunked one (no Content-Length) is
+    // refused when it grows past the limit. Both are 413 and on record.
+    let announced = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    let read = match announced {
+        Some(length) if length > MAX_BODY as u64 => Err(()),
+        _ => axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ()),
+    };
+    let (bytes, response) = match read {
         Ok(bytes) => {
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes.clone())))
                 .await;
             (bytes, response)
         }
-        Err(_) => (
+        Err(()) => (
             Bytes::new(),
-            crate::api::ApiError::Invalid {
-                message: format!("the request body must be at most {MAX_BODY} bytes"),
-                fields: Vec::new(),
-            }
-            .into_response(),
+            crate::api::ApiError::TooLarge(MAX_BODY).into_response(),
         ),
     };
     let status = response.status();
@@ -191,8 +197,13 @@ fn reduce(value: Value) -> Value {
     match value {
         Value::String(s) if s.chars().count() > MAX_STRING => Value::String(format!(
             "{}…",
-            s.chars().take(MAX_STRING).collect::<String>()
+            s.chars()
+                .take(MAX_STRING)
+                .map(visible_nul)
+                .collect::<String>()
         )),
+        // jsonb cannot hold NUL: the summary of a request refused for one shows it as U+2400.
+        Value::String(s) if s.contains('\0') => Value::String(s.chars().map(visible_nul).collect()),
         Value::Array(items) => {
             let total = items.len();
             let mut kept: Vec<Value> = items.into_iter().take(50).map(reduce).collect();
@@ -204,6 +215,7 @@ fn reduce(value: Value) -> Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(key, value)| {
+                    let key: String = key.chars().map(visible_nul).collect();
                     let value = if key == "document" && !value.is_null() {
                         serde_json::json!({ "bytes": value.to_string().len() })
                     } else if key == "secret" {
@@ -218,6 +230,11 @@ fn reduce(value: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// NUL as the symbol that shows it (U+2400), anything else as it is.
+fn visible_nul(c: char) -> char {
+    if c == '\0' { '\u{2400}' } else { c }
 }
 
 /// Filters of `GET /api/v1/audit`.

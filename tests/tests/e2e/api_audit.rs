@@ -183,7 +183,8 @@ async fn the_audit_log_is_append_only_and_verify_finds_tampering() {
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     // Concurrent writers must not fork the chain.
-    let attempts = (0..16).map(|i| delete(&app, &format!("/api/v1/jobs/ghost-{i}")));
+    let paths: Vec<String> = (0..16).map(|i| format!("/api/v1/jobs/ghost-{i}")).collect();
+    let attempts = paths.iter().map(|path| delete(&app, path));
     for answer in futures::future::join_all(attempts).await {
         assert_eq!(answer.status, StatusCode::NOT_FOUND);
     }

@@ -21,6 +21,7 @@ mod engine_rollout;
 mod engine_templates;
 mod engine_things;
 mod helpers;
+mod hostile_input;
 mod jobs;
 mod openapi;
 mod projection;
