@@ -202,6 +202,10 @@ fn reduce(value: Value) -> Value {
                 .map(visible_nul)
                 .collect::<String>()
         )),
+        // Stored as text, such floats come back as hundreds of digits (see decode_summary).
+        Value::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && extreme(f)) => {
+            Value::String(n.to_string())
+        }
         // jsonb cannot hold NUL: the summary of a request refused for one shows it as U+2400.
         Value::String(s) if s.contains('\0') => Value::String(s.chars().map(visible_nul).collect()),
         Value::Array(items) => {
@@ -230,6 +234,18 @@ fn reduce(value: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// A stored summary as JSON. PostgreSQL prints a number like 1.7976931348623157e308 as its
+/// 309 digits, which serde_json's float parser rejects as out of range, so one such summary
+/// made every page of the log fail; a summary that does not parse is shown as its text.
+fn decode_summary(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// Whether a float is so large or so small that PostgreSQL prints it with dozens of digits.
+fn extreme(f: f64) -> bool {
+    f != 0.0 && !(1e-15..1e15).contains(&f.abs())
 }
 
 /// NUL as the symbol that shows it (U+2400), anything else as it is.
@@ -264,7 +280,8 @@ struct EntryRow {
     role: Option<String>,
     action: String,
     target: String,
-    request: Option<Value>,
+    /// As text: see [`decode_summary`].
+    request: Option<String>,
     status: i32,
     outcome: String,
     source: Option<String>,
@@ -277,7 +294,8 @@ pub async fn page(
     limit: i64,
 ) -> sqlx::Result<(Vec<AuditEntry>, Option<i64>)> {
     let rows: Vec<EntryRow> = sqlx::query_as(
-        "select id, at, actor, role, action, target, request, status, outcome, source
+        "select id, at, actor, role, action, target, request::text as request, status, outcome,
+                source
              from server.audit_log
              where ($1::text is null or action = $1)
                and ($2::text is null or starts_with(target, $2))
@@ -308,7 +326,7 @@ pub async fn page(
             role: row.role,
             action: row.action,
             target: row.target,
-            request: row.request,
+            request: row.request.as_deref().map(decode_summary),
             status: row.status,
             outcome: row.outcome,
             source: row.source,
@@ -349,6 +367,19 @@ mod tests {
             Some(serde_json::json!({ "unparsed_bytes": 8 }))
         );
         assert_eq!(summarize(b""), None);
+    }
+
+    #[test]
+    fn extreme_floats_are_kept_as_text_and_unreadable_summaries_shown_as_text() {
+        let summary =
+            summarize(br#"{"a": -1.7976931348623157e308, "b": 1.5, "c": 7}"#).expect("a summary");
+        assert_eq!(summary["a"], "-1.7976931348623157e+308");
+        assert_eq!(summary["b"], 1.5);
+        assert_eq!(summary["c"], 7);
+        let digits = format!("[-17976931348623157{}]", "0".repeat(292));
+        assert!(serde_json::from_str::<Value>(&digits).is_err());
+        assert_eq!(decode_summary(&digits), Value::String(digits.clone()));
+        assert_eq!(decode_summary("[1]"), serde_json::json!([1]));
     }
 
     #[test]
