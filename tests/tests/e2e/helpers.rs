@@ -20,6 +20,12 @@ impl TestDb {
     pub async fn create() -> Self {
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must name a PostgreSQL server; `cargo xtask ci` provides one");
+        Self::create_on(&admin_url).await
+    }
+
+    /// A database of its own on the server `admin_url` names (a superuser's URL).
+    pub async fn create_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -187,6 +193,17 @@ impl TestApp {
         let server = app::start(local_config(&db, "", devices, things, rollouts))
             .await
             .expect("starting the server");
+        let base = format!("http://{}", server.addr);
+        Self {
+            server,
+            db,
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    /// The app of a server started by the test itself on `db`, with a plain HTTP client.
+    pub fn from_parts(server: RunningServer, db: TestDb) -> Self {
         let base = format!("http://{}", server.addr);
         Self {
             server,

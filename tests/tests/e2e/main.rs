@@ -20,6 +20,7 @@ mod engine_mqtt;
 mod engine_rollout;
 mod engine_templates;
 mod engine_things;
+mod faults;
 mod fuzz_documents;
 mod fuzz_mqtt;
 mod fuzz_support;
