@@ -1,6 +1,8 @@
 //! Faults under a running job: PostgreSQL stopped for 5 s mid-job (a private cluster this test
 //! starts, so stopping it disturbs no other test). Afterwards every execution ends in the
-//! state its device reported, none exists twice, and no audit entry is lost.
+//! state its device reported, none exists twice, and no audit entry is lost. And the broker
+//! (with the engine around it) restarted on its ports mid-job: the devices reconnect and
+//! every execution succeeds once.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -204,4 +206,88 @@ async fn a_postgres_outage_mid_job_loses_and_duplicates_nothing() {
     assert!(verified.intact, "{verified:?}");
     app.stop().await;
     drop(cluster);
+}
+
+/// The executions of `job_id` per status, from the engine's table.
+async fn statuses(pool: &sqlx::PgPool, job_id: &str) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "select status, count(*) from engine.job_executions where job_id = $1
+          group by status order by status",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await
+    .expect("reading the executions")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_job_loses_and_duplicates_nothing() {
+    let engine = crate::test_engine::TestEngine::start().await;
+    let things: Vec<String> = (1..=20)
+        .map(flotilla_agent::simulator::thing_name)
+        .collect();
+    for thing in &things {
+        engine.create_thing(thing).await;
+    }
+    let names: Vec<&str> = things.iter().map(String::as_str).collect();
+    engine
+        .create_job(
+            "through-broker-restart",
+            r#"{"simulate": {"outcome": "SUCCEEDED", "duration_ms": 3000}}"#,
+            &names,
+        )
+        .await;
+    let mqtt = engine.engine.mqtt_addr;
+    let mut fleet = flotilla_agent::simulator::start_fleet(
+        &mqtt.ip().to_string(),
+        mqtt.port(),
+        things.clone(),
+        flotilla_agent::simulator::Profile::default(),
+        None,
+    );
+    eventually("devices to start", Duration::from_secs(30), || async {
+        let now = statuses(&engine.pool, "through-broker-restart").await;
+        now.iter()
+            .any(|(status, _)| status == "IN_PROGRESS")
+            .then_some(())
+    })
+    .await;
+    let before = statuses(&engine.pool, "through-broker-restart").await;
+    assert!(
+        !before.iter().any(|(status, _)| status == "SUCCEEDED"),
+        "{before:?}"
+    );
+
+    // The broker (and the engine around it) goes away under every connected device and
+    // comes back on the same ports; the devices reconnect and finish.
+    let engine = engine.restart_on_same_ports().await;
+    eventually(
+        "every execution to succeed after the restart",
+        Duration::from_secs(120),
+        || async {
+            let now = statuses(&engine.pool, "through-broker-restart").await;
+            (now == [("SUCCEEDED".to_owned(), 20)]).then_some(())
+        },
+    )
+    .await;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select thing_name, count(*), max(execution_number) from engine.job_executions
+          where job_id = $1 group by thing_name",
+    )
+    .bind("through-broker-restart")
+    .fetch_all(&engine.pool)
+    .await
+    .expect("reading the executions");
+    assert_eq!(rows.len(), 20);
+    for (thing, count, number) in rows {
+        assert_eq!((count, number), (1, 1), "{thing} ran more than once");
+    }
+    let job = engine.describe_job("through-broker-restart").await;
+    assert_eq!(
+        job.status,
+        Some(aws_sdk_iot::types::JobStatus::Completed),
+        "{job:?}"
+    );
+    fleet.shutdown().await;
+    engine.stop().await;
 }
