@@ -37,3 +37,33 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next_before: Option<i64>,
 }
+
+/// `GET /api/v1/audit/verify`: whether the log's hash chain is intact. Each entry's hash covers
+/// its fields and the previous entry's hash, so an entry changed or deleted in the database
+/// breaks the chain there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerification {
+    /// True when every entry follows from the one before it.
+    pub intact: bool,
+    /// How many entries were verified (up to the first broken one).
+    pub entries: i64,
+    /// The last verified entry's id and hash (hex): kept somewhere else, they also reveal
+    /// entries deleted from the end of the log, which no later entry points back to.
+    pub head_id: Option<i64>,
+    pub head_hash: Option<String>,
+    /// The first entry where the chain breaks.
+    pub broken: Option<AuditBreak>,
+}
+
+/// Where and why the audit log's chain breaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditBreak {
+    /// The entry's id, as `GET /api/v1/audit` shows it.
+    pub id: i64,
+    /// Its place in the chain (1, 2, 3 …).
+    pub seq: i64,
+    /// What is wrong, in words.
+    pub problem: String,
+}

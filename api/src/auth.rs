@@ -52,8 +52,21 @@ pub struct Me {
     pub user: String,
     pub email: Option<String>,
     pub role: Role,
-    /// How the request was authenticated: `development`, `proxy`, `alb` or `token`.
+    /// How the request was authenticated: `development`, `proxy`, `alb`, `oidc` or `token`.
     pub via: String,
+    /// With OpenID Connect sign-in: the session's CSRF token, which every request that changes
+    /// something must send as the `X-CSRF-Token` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /api/v1/auth/logout`: the session has ended; where the browser goes to end the
+/// identity provider's session too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoggedOut {
+    /// The provider's end-session URL (RP-initiated logout), when it offers one.
+    pub end_session_url: Option<String>,
 }
 
 /// `POST /api/v1/tokens`: a new personal API token.

@@ -15,8 +15,8 @@ mod job_options;
 mod rollouts;
 mod templates;
 
-pub use audit::{AuditEntry, AuditPage};
-pub use auth::{ApiToken, CreateToken, CreatedToken, Me, Role, TokenList};
+pub use audit::{AuditBreak, AuditEntry, AuditPage, AuditVerification};
+pub use auth::{ApiToken, CreateToken, CreatedToken, LoggedOut, Me, Role, TokenList};
 pub use fleet::{
     Thing, ThingDetail, ThingExecution, ThingGroup, ThingGroupDetail, ThingGroupList, ThingList,
 };

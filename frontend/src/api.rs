@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// The API's field messages for invalid input.
     pub fields: Vec<FieldError>,
+    /// The API's stable error code (`unauthenticated` …), when it sent one.
+    pub code: Option<String>,
 }
 
 impl fmt::Display for ApiError {
@@ -36,6 +38,7 @@ impl ApiError {
         Self {
             message: message.into(),
             fields: Vec::new(),
+            code: None,
         }
     }
 }
@@ -53,10 +56,24 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
     read(response).await
 }
 
-/// `POST path` with a JSON body, answered with JSON.
+thread_local! {
+    /// The session's CSRF token (`GET /api/v1/me` answers it under OpenID Connect sign-in).
+    static CSRF_TOKEN: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Remembers the CSRF token every change must carry from now on.
+pub fn set_csrf_token(token: Option<String>) {
+    CSRF_TOKEN.with(|cell| *cell.borrow_mut() = token);
+}
+
+/// `POST path` with a JSON body, answered with JSON. It carries the session's CSRF token,
+/// which the server requires of every change a session cookie authenticates.
 pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
-    let response = Request::post(path)
-        .header("accept", "application/json")
+    let mut request = Request::post(path).header("accept", "application/json");
+    if let Some(token) = CSRF_TOKEN.with(|cell| cell.borrow().clone()) {
+        request = request.header("x-csrf-token", &token);
+    }
+    let response = request
         .json(body)
         .map_err(|e| ApiError::new(format!("Could not encode the request: {e}")))?
         .send()
@@ -102,6 +119,7 @@ async fn error_from(response: Response) -> ApiError {
         Ok(body) => ApiError {
             message: body.message,
             fields: body.fields,
+            code: Some(body.code),
         },
         // HTTP/2 has no reason phrase, so the text may be empty.
         Err(_) => ApiError::new(

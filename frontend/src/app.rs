@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast as _;
 use crate::i18n::Lang;
 use crate::perm::Role;
 use crate::route::Route;
-use crate::ui::{Ctx, Theme, t};
+use crate::ui::{Ctx, SignIn, Theme, t};
 use crate::{admin, devices, jobs, live, overview, rollouts, wizard};
 
 const THEME_KEY: &str = "flotilla.theme";
@@ -40,18 +40,71 @@ fn current_route() -> Route {
     Route::parse(&window().location().hash().unwrap_or_default())
 }
 
+/// Asks the server who is signed in: their role decides which actions the pages offer, and
+/// their session's CSRF token goes with every change. Without a sign-in, the page says so.
+async fn who_am_i(ctx: Ctx) {
+    match crate::api::get::<flotilla_api::Me>("/api/v1/me").await {
+        Ok(me) => {
+            crate::api::set_csrf_token(me.csrf_token);
+            ctx.role.set(Role::from_api(me.role));
+            ctx.sign_in.set(if me.via == "oidc" {
+                SignIn::Session
+            } else {
+                SignIn::Other
+            });
+        }
+        Err(error) => {
+            if error.code.as_deref() == Some("unauthenticated") {
+                ctx.sign_in.set(SignIn::SignedOut);
+            }
+            ctx.notice.set(Some((false, error.to_string())));
+        }
+    }
+}
+
+/// The server's sign-in, coming back to the page shown now.
+fn sign_in_href() -> String {
+    let hash = window().location().hash().unwrap_or_default();
+    format!(
+        "/api/v1/auth/login?return_to={}",
+        crate::api::encode(&format!("/{hash}"))
+    )
+}
+
+/// Ends the session, then the identity provider's session where it offers that.
+fn sign_out() {
+    leptos::task::spawn_local(async {
+        match crate::api::post::<_, flotilla_api::LoggedOut>(
+            "/api/v1/auth/logout",
+            &serde_json::json!({}),
+        )
+        .await
+        {
+            Ok(out) => {
+                let _ = window()
+                    .location()
+                    .set_href(out.end_session_url.as_deref().unwrap_or("/"));
+            }
+            Err(error) => crate::ui::notify(false, error.to_string()),
+        }
+    });
+}
+
 /// The whole dashboard.
 #[component]
 pub fn App() -> impl IntoView {
     let ctx = Ctx {
         lang: RwSignal::new(stored(LANG_KEY).map_or(Lang::En, |l| Lang::parse(&l))),
         theme: RwSignal::new(stored(THEME_KEY).map_or(Theme::System, |t| Theme::parse(&t))),
-        // Until the server says who is signed in, everyone may do everything it allows.
-        role: RwSignal::new(Role::Operator),
+        // Until the server says who is signed in, the page offers nothing that changes
+        // anything.
+        role: RwSignal::new(Role::Viewer),
+        sign_in: RwSignal::new(SignIn::Unknown),
         notice: RwSignal::new(None),
     };
     crate::ui::set_ctx(ctx);
     provide_context(live::start());
+    leptos::task::spawn_local(who_am_i(ctx));
 
     let route = RwSignal::new(current_route());
     let handle = window_event_listener(leptos::ev::hashchange, move |_| {
@@ -163,6 +216,16 @@ pub fn App() -> impl IntoView {
                     >
                         {t("Dark mode")}
                     </button>
+                    {move || match ctx.sign_in.get() {
+                        SignIn::SignedOut => Some(view! {
+                            <a class="button" data-testid="sign-in" href=sign_in_href()>{t("Sign in")}</a>
+                        }.into_any()),
+                        SignIn::Session => Some(view! {
+                            <button type="button" class="button" data-testid="sign-out"
+                                on:click=move |_| sign_out()>{t("Sign out")}</button>
+                        }.into_any()),
+                        SignIn::Unknown | SignIn::Other => None,
+                    }}
                 </div>
             </div>
         </header>

@@ -325,6 +325,8 @@ static ES: &[(&str, &str)] = &[
         "Número de serie o nombre de la cosa",
     ),
     ("Settings", "Ajustes"),
+    ("Sign in", "Iniciar sesión"),
+    ("Sign out", "Cerrar sesión"),
     ("Show", "Mostrar"),
     ("Size", "Tamaño"),
     ("Size by", "Tamaño por"),

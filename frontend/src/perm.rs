@@ -1,18 +1,11 @@
 //! What each role may do, so pages can hide the actions a person may not take.
 //!
 //! The server is the authority (it refuses what a role may not do); this only keeps buttons
-//! that would be refused off the screen. Until the server tells the page who is signed in,
-//! everyone is an operator.
+//! that would be refused off the screen. The role is the one `GET /api/v1/me` answers; until
+//! it has answered, the page is a viewer's.
 
 /// Who uses the dashboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "sign-in will name the role; until then everyone is an operator"
-    )
-)]
 pub enum Role {
     /// Reads everything, changes nothing.
     Viewer,
@@ -20,6 +13,8 @@ pub enum Role {
     Technician,
     /// Runs rollouts and jobs.
     Operator,
+    /// Everything an operator does, and everyone's tokens.
+    Admin,
 }
 
 /// An action a page offers.
@@ -34,11 +29,21 @@ pub enum Act {
 }
 
 impl Role {
+    /// The role the API names.
+    pub fn from_api(role: flotilla_api::Role) -> Self {
+        match role {
+            flotilla_api::Role::Viewer => Self::Viewer,
+            flotilla_api::Role::Technician => Self::Technician,
+            flotilla_api::Role::Operator => Self::Operator,
+            flotilla_api::Role::Admin => Self::Admin,
+        }
+    }
+
     pub fn allows(self, act: Act) -> bool {
         match self {
             Self::Viewer => false,
             Self::Technician => act == Act::DeviceAction,
-            Self::Operator => true,
+            Self::Operator | Self::Admin => true,
         }
     }
 
@@ -47,6 +52,7 @@ impl Role {
             Self::Viewer => "viewer",
             Self::Technician => "technician",
             Self::Operator => "operator",
+            Self::Admin => "admin",
         }
     }
 }
@@ -63,5 +69,20 @@ mod tests {
         assert!(!Role::Technician.allows(Act::Deploy));
         assert!(!Role::Technician.allows(Act::SteerRollout));
         assert!(!Role::Viewer.allows(Act::DeviceAction));
+        assert!(!Role::Viewer.allows(Act::Deploy));
+        assert!(Role::Admin.allows(Act::Deploy));
+    }
+
+    #[test]
+    fn the_apis_roles_map_one_to_one() {
+        for (api, role) in [
+            (flotilla_api::Role::Viewer, Role::Viewer),
+            (flotilla_api::Role::Technician, Role::Technician),
+            (flotilla_api::Role::Operator, Role::Operator),
+            (flotilla_api::Role::Admin, Role::Admin),
+        ] {
+            assert_eq!(Role::from_api(api), role);
+            assert_eq!(role.as_str(), api.as_str());
+        }
     }
 }

@@ -43,8 +43,22 @@ pub struct Ctx {
     pub lang: RwSignal<Lang>,
     pub theme: RwSignal<Theme>,
     pub role: RwSignal<Role>,
+    pub sign_in: RwSignal<SignIn>,
     /// The latest notice: whether it reports success, and its text.
     pub notice: RwSignal<Option<(bool, String)>>,
+}
+
+/// What the page knows of the sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// `GET /api/v1/me` has not answered yet.
+    Unknown,
+    /// Nobody is signed in: the page offers the server's sign-in.
+    SignedOut,
+    /// Signed in with the server's own sign-in (OpenID Connect), which the page can end.
+    Session,
+    /// Signed in otherwise (a proxy in front, development sign-in): nothing to end here.
+    Other,
 }
 
 thread_local! {

@@ -119,11 +119,13 @@ pub struct AppState {
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
-/// `/readyz`, `/metrics`, and the web UI.
+/// `/readyz`, `/metrics`, and the web UI. The API bounds request bodies itself (the audit hook
+/// answers 413 in its error shape and records the attempt); the rest reads no body.
 pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
     let ui = static_files(static_dir);
+    let sessions = session_layer(&state);
     Router::new()
-        .nest("/api/v1", crate::api::router(&state))
+        .nest("/api/v1", crate::api::router(&state).layer(sessions))
         .merge(
             crate::ops::router().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -135,9 +137,53 @@ pub fn build_router(state: AppState, static_dir: &std::path::Path) -> Router {
             crate::ops::count_requests,
         ))
         .with_state(state)
-        .fallback_service(ui)
+        .fallback_service(ui.layer(tower_http::limit::RequestBodyLimitLayer::new(
+            crate::audit::MAX_BODY,
+        )))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+}
+
+/// Deletes ended browser sessions now and then (the store refuses them anyway; this keeps
+/// the table small). Every replica may run it: the delete is idempotent.
+async fn delete_expired_sessions(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = sqlx::query("delete from server.sessions where expiry_date < now()")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "deleting ended sessions failed: {error}");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
+}
+
+/// The browser-session layer: the cookie `flotilla_session` (HttpOnly, SameSite=Lax, Secure
+/// when browsers reach the server over HTTPS), the sessions in `server.sessions`, and the idle
+/// timeout. Only the API has it, and a request without the cookie never reaches the store; a
+/// request with it saves the session again, which moves its idle expiry on.
+fn session_layer(
+    state: &AppState,
+) -> tower_sessions::SessionManagerLayer<tower_sessions_sqlx_store::PostgresStore> {
+    let store = tower_sessions_sqlx_store::PostgresStore::new(state.pool.clone())
+        .with_schema_name("server")
+        .and_then(|store| store.with_table_name("sessions"))
+        .expect("valid identifiers");
+    let idle = state.auth.config.sessions.idle;
+    tower_sessions::SessionManagerLayer::new(store)
+        .with_name(crate::auth::oidc::COOKIE)
+        .with_http_only(true)
+        .with_same_site(tower_sessions::cookie::SameSite::Lax)
+        .with_secure(state.auth.secure_cookies())
+        .with_path("/")
+        .with_always_save(true)
+        .with_expiry(tower_sessions::Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::seconds(
+                i64::try_from(idle.as_secs()).unwrap_or(i64::MAX),
+            ),
+        ))
 }
 
 /// The web UI's files: `<file>.gz` beside a file (the bundle `cargo xtask frontend` writes) is
@@ -203,7 +249,7 @@ pub async fn router_for_inspection() -> Router {
         pool,
         iot,
         metrics,
-        auth: crate::auth::Auth::new(Default::default()),
+        auth: crate::auth::Auth::new(Default::default()).expect("development sign-in"),
     };
     build_router(state, std::path::Path::new("static"))
 }
@@ -573,6 +619,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         shutdown.clone(),
     )));
 
+    if matches!(config.auth.mode, crate::auth::AuthMode::Oidc(_)) {
+        tasks.push(tokio::spawn(delete_expired_sessions(
+            pool.clone(),
+            shutdown.clone(),
+        )));
+    }
+
     let iot_client = iot.sdk().clone();
     let state = AppState {
         pool: pool.clone(),
@@ -583,7 +636,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         changes,
         artifacts,
         rollouts,
-        auth: crate::auth::Auth::new(config.auth.clone()),
+        auth: crate::auth::Auth::new(config.auth.clone())?,
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

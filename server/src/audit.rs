@@ -5,6 +5,11 @@
 //! It is one middleware around the whole API rather than a call in each handler, so a new
 //! endpoint cannot forget it and refused requests (bad JSON, validation errors) are recorded
 //! like accepted ones.
+//!
+//! The log is append-only and hash-chained by the database (migration 0019); [`chain`] checks
+//! the chain.
+
+pub mod chain;
 
 use std::net::SocketAddr;
 
@@ -32,7 +37,7 @@ pub struct Actor(pub String);
 pub struct ErrorCode(pub &'static str);
 
 /// The largest request body the hook reads; the server's body limit is the same.
-const MAX_BODY: usize = 1024 * 1024;
+pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Strings longer than this are cut in the stored summary.
 const MAX_STRING: usize = 256;
@@ -69,20 +74,26 @@ pub async fn record_mutations(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
     let (parts, body) = request.into_parts();
-    let (bytes, response) = match axum::body::to_bytes(body, MAX_BODY).await {
+    // A body announced too large is refused unread; a chunked one (no Content-Length) is
+    // refused when it grows past the limit. Both are 413 and on record.
+    let announced = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    let read = match announced {
+        Some(length) if length > MAX_BODY as u64 => Err(()),
+        _ => axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ()),
+    };
+    let (bytes, response) = match read {
         Ok(bytes) => {
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes.clone())))
                 .await;
             (bytes, response)
         }
-        Err(_) => (
+        Err(()) => (
             Bytes::new(),
-            crate::api::ApiError::Invalid {
-                message: format!("the request body must be at most {MAX_BODY} bytes"),
-                fields: Vec::new(),
-            }
-            .into_response(),
+            crate::api::ApiError::TooLarge(MAX_BODY).into_response(),
         ),
     };
     let status = response.status();
@@ -111,16 +122,17 @@ pub async fn record_mutations(
     response
 }
 
-/// One attempt to record.
-struct NewEntry<'a> {
-    actor: &'a str,
-    role: Option<&'a str>,
-    action: &'a str,
-    target: &'a str,
-    request: Option<Value>,
-    status: StatusCode,
-    outcome: &'a str,
-    source: Option<&'a str>,
+/// One attempt to record (the hook's, or a handler's that is no mutation but must be on
+/// record, like a sign-in).
+pub(crate) struct NewEntry<'a> {
+    pub actor: &'a str,
+    pub role: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub request: Option<Value>,
+    pub status: StatusCode,
+    pub outcome: &'a str,
+    pub source: Option<&'a str>,
 }
 
 /// Records a state change the server made, on its own or for an operator (a rollout's
@@ -149,7 +161,7 @@ pub async fn record_change(
 }
 
 impl NewEntry<'_> {
-    async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
+    pub(crate) async fn insert<'e>(&self, executor: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
         sqlx::query(
             "insert into server.audit_log (actor, role, action, target, request, status, outcome, source)
              values ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -185,8 +197,17 @@ fn reduce(value: Value) -> Value {
     match value {
         Value::String(s) if s.chars().count() > MAX_STRING => Value::String(format!(
             "{}…",
-            s.chars().take(MAX_STRING).collect::<String>()
+            s.chars()
+                .take(MAX_STRING)
+                .map(visible_nul)
+                .collect::<String>()
         )),
+        // Stored as text, such floats come back as hundreds of digits (see decode_summary).
+        Value::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && extreme(f)) => {
+            Value::String(n.to_string())
+        }
+        // jsonb cannot hold NUL: the summary of a request refused for one shows it as U+2400.
+        Value::String(s) if s.contains('\0') => Value::String(s.chars().map(visible_nul).collect()),
         Value::Array(items) => {
             let total = items.len();
             let mut kept: Vec<Value> = items.into_iter().take(50).map(reduce).collect();
@@ -198,6 +219,7 @@ fn reduce(value: Value) -> Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(key, value)| {
+                    let key: String = key.chars().map(visible_nul).collect();
                     let value = if key == "document" && !value.is_null() {
                         serde_json::json!({ "bytes": value.to_string().len() })
                     } else if key == "secret" {
@@ -212,6 +234,23 @@ fn reduce(value: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// A stored summary as JSON. PostgreSQL prints a number like 1.7976931348623157e308 as its
+/// 309 digits, which serde_json's float parser rejects as out of range, so one such summary
+/// made every page of the log fail; a summary that does not parse is shown as its text.
+fn decode_summary(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// Whether a float is so large or so small that PostgreSQL prints it with dozens of digits.
+fn extreme(f: f64) -> bool {
+    f != 0.0 && !(1e-15..1e15).contains(&f.abs())
+}
+
+/// NUL as the symbol that shows it (U+2400), anything else as it is.
+fn visible_nul(c: char) -> char {
+    if c == '\0' { '\u{2400}' } else { c }
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -241,7 +280,8 @@ struct EntryRow {
     role: Option<String>,
     action: String,
     target: String,
-    request: Option<Value>,
+    /// As text: see [`decode_summary`].
+    request: Option<String>,
     status: i32,
     outcome: String,
     source: Option<String>,
@@ -254,7 +294,8 @@ pub async fn page(
     limit: i64,
 ) -> sqlx::Result<(Vec<AuditEntry>, Option<i64>)> {
     let rows: Vec<EntryRow> = sqlx::query_as(
-        "select id, at, actor, role, action, target, request, status, outcome, source
+        "select id, at, actor, role, action, target, request::text as request, status, outcome,
+                source
              from server.audit_log
              where ($1::text is null or action = $1)
                and ($2::text is null or starts_with(target, $2))
@@ -285,7 +326,7 @@ pub async fn page(
             role: row.role,
             action: row.action,
             target: row.target,
-            request: row.request,
+            request: row.request.as_deref().map(decode_summary),
             status: row.status,
             outcome: row.outcome,
             source: row.source,
@@ -326,6 +367,19 @@ mod tests {
             Some(serde_json::json!({ "unparsed_bytes": 8 }))
         );
         assert_eq!(summarize(b""), None);
+    }
+
+    #[test]
+    fn extreme_floats_are_kept_as_text_and_unreadable_summaries_shown_as_text() {
+        let summary =
+            summarize(br#"{"a": -1.7976931348623157e308, "b": 1.5, "c": 7}"#).expect("a summary");
+        assert_eq!(summary["a"], "-1.7976931348623157e+308");
+        assert_eq!(summary["b"], 1.5);
+        assert_eq!(summary["c"], 7);
+        let digits = format!("[-17976931348623157{}]", "0".repeat(292));
+        assert!(serde_json::from_str::<Value>(&digits).is_err());
+        assert_eq!(decode_summary(&digits), Value::String(digits.clone()));
+        assert_eq!(decode_summary("[1]"), serde_json::json!([1]));
     }
 
     #[test]

@@ -36,8 +36,21 @@ enum Command {
     /// Code-signing keys.
     #[command(subcommand)]
     Keys(crate::signing::KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Apply database migrations and exit.
     Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain: exits with status 1, naming the first entry that was
+    /// changed or follows a deleted one, when it is broken.
+    Verify {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -258,6 +271,9 @@ pub fn main() -> anyhow::Result<()> {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Command::Audit(AuditCommand::Verify { database_url }) => {
+                audit_verify(&database_url).await
+            }
             Command::Simulate(args) => simulate(*args).await,
             Command::Keys(command) => command.run(),
             Command::DeviceToken {
@@ -292,7 +308,7 @@ pub fn main() -> anyhow::Result<()> {
                             credentials: None,
                         },
                     },
-                    auth: args.auth.into_config(&args.region),
+                    auth: args.auth.into_config(&args.region)?,
                     region: args.region,
                     static_dir: args.static_dir,
                     reconcile_every: Duration::from_secs(args.reconcile_seconds.max(1)),
@@ -312,6 +328,39 @@ pub fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `flotilla audit verify`: reads the chain without migrating, so it can check a database
+/// it must not change.
+async fn audit_verify(database_url: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .context("connecting to PostgreSQL (is DATABASE_URL right?)")?;
+    let report = crate::audit::chain::verify(&pool)
+        .await
+        .context("reading the audit log (is the database migrated? `flotilla migrate`)")?;
+    let head = match (report.head_id, &report.head_hash) {
+        (Some(id), Some(hash)) => format!("; the last good entry is #{id} with hash {hash}"),
+        _ => String::new(),
+    };
+    match report.broken {
+        None => {
+            println!("the audit log is intact: {} entries{head}", report.entries);
+            Ok(())
+        }
+        Some(broken) => anyhow::bail!(
+            "the audit log is broken at entry #{} (number {} in the chain): {}. {} entries \
+             before it verified{head}",
+            broken.id,
+            broken.seq,
+            broken.problem,
+            report.entries
+        ),
+    }
 }
 
 /// `flotilla simulate`: runs the fleet until Ctrl-C or SIGTERM.

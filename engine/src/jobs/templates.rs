@@ -251,7 +251,7 @@ pub fn substitute_parameters(
             template.name
         )));
     }
-    let mut document = template.document.to_owned();
+    let mut escaped_values = BTreeMap::new();
     for parameter in template.parameters {
         let value = match values.get(parameter.key) {
             Some(value) => {
@@ -278,12 +278,19 @@ pub fn substitute_parameters(
             }
         };
         let escaped = serde_json::to_string(value).expect("a string serializes");
-        document = document.replace(
-            &format!("${{aws:iot:parameter:{}}}", parameter.key),
-            &escaped[1..escaped.len() - 1],
-        );
+        escaped_values.insert(parameter.key, escaped[1..escaped.len() - 1].to_owned());
     }
-    Ok(document)
+    // One pass over the template's own text: a value that holds another parameter's
+    // placeholder stays as given instead of being filled in turn.
+    static PLACEHOLDER: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\$\{aws:iot:parameter:([^}]*)\}").expect("a valid pattern"));
+    let document = PLACEHOLDER.replace_all(template.document, |captures: &regex::Captures<'_>| {
+        escaped_values
+            .get(&captures[1])
+            .cloned()
+            .unwrap_or_else(|| captures[0].to_owned())
+    });
+    Ok(document.into_owned())
 }
 
 /// The compiled pattern of a managed template parameter (compiled once per pattern).
@@ -678,5 +685,25 @@ mod tests {
             &values(&[("packages", "curl; rm -rf /")]),
         );
         assert!(bad.unwrap_err().message.contains("packages"));
+    }
+
+    #[test]
+    fn a_value_holding_another_placeholder_is_not_filled_in_turn() {
+        let run = managed_template("AWS-Run-Command", None).unwrap();
+        let document = substitute_parameters(
+            run,
+            &values(&[
+                ("command", "ls,/tmp/${aws:iot:parameter:runAsUser}"),
+                ("runAsUser", "root"),
+            ]),
+        )
+        .unwrap();
+        let parsed: Value = serde_json::from_str(&document).unwrap();
+        let action = &parsed["steps"][0]["action"];
+        assert_eq!(
+            action["input"]["command"],
+            "ls,/tmp/${aws:iot:parameter:runAsUser}"
+        );
+        assert_eq!(action["runAsUser"], "root");
     }
 }

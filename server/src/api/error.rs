@@ -42,6 +42,9 @@ pub enum ApiError {
     /// This server is not set up for the request (e.g. no signing key).
     #[error("{0}")]
     Unavailable(String),
+    /// The request body is larger than the limit (in bytes).
+    #[error("the request body must be at most {0} bytes")]
+    TooLarge(usize),
 }
 
 impl ApiError {
@@ -139,6 +142,12 @@ impl IntoResponse for ApiError {
                     Vec::new(),
                 )
             }
+            Self::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body must be at most {limit} bytes"),
+                Vec::new(),
+            ),
             Self::Unavailable(message) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -186,6 +195,7 @@ impl utoipa::IntoResponses for ApiError {
                 "`unauthenticated`: no identity, or a forged, expired or untrusted one",
             ),
             ("403", "`forbidden`: the caller's role does not allow this"),
+            ("413", "`payload_too_large`: the request body is over 1 MiB"),
             ("404", "`not_found`: no such job, template, thing or group"),
             (
                 "409",

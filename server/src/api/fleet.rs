@@ -57,10 +57,25 @@ fn attribute_filters(
     let mut errors = Vec::new();
     for (key, value) in query {
         if let Some(name) = key.strip_prefix("attr.") {
-            if name.is_empty() || name.len() > 128 {
+            if !(1..=128).contains(&name.len())
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b))
+            {
                 errors.push(FieldError {
                     field: key.clone(),
-                    message: "an attribute name is 1-128 characters".into(),
+                    message: "an attribute name is 1-128 characters of [a-zA-Z0-9_.,@/:#-]".into(),
+                });
+            } else if value.len() > 800
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#=[]- ".contains(&b))
+            {
+                errors.push(FieldError {
+                    field: key.clone(),
+                    message: "an attribute value is at most 800 characters of \
+                              [a-zA-Z0-9_.,@/:#=[]- ]"
+                        .into(),
                 });
             } else {
                 filters.insert(name.to_owned(), value.clone());
@@ -253,6 +268,18 @@ pub(super) async fn list_groups(
         return Err(ApiError::field(
             key,
             "unknown filter; use name_prefix, limit or next_token",
+        ));
+    }
+    // Checked here so that a bad prefix is not blamed on the page token by IoT's answer.
+    if let Some(prefix) = query.get("name_prefix").filter(|p| !p.is_empty())
+        && (prefix.len() > 128
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b)))
+    {
+        return Err(ApiError::field(
+            "name_prefix",
+            "a group name prefix is at most 128 characters of [a-zA-Z0-9:_-]",
         ));
     }
     let page = state

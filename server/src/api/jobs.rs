@@ -154,6 +154,9 @@ pub(super) async fn validate(state: &AppState, request: CreateJob) -> Result<New
             ),
         );
     }
+    if let Some(text) = &document {
+        super::check_object_keys(text, "document", &mut problems);
+    }
     if request.things.is_empty() && request.thing_groups.is_empty() {
         problems.add("things", "name at least one thing or thing group");
     }

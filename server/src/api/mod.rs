@@ -8,7 +8,7 @@
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
-//! - `GET /audit`: the audit log.
+//! - `GET /audit`: the audit log; `GET /audit/verify`: whether its hash chain is intact.
 //! - [`crate::auth`]: `GET /me` and personal API tokens (`/tokens`); every route's permission.
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
@@ -25,7 +25,7 @@ pub(crate) mod templates;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use flotilla_api::AuditPage;
+use flotilla_api::{AuditPage, AuditVerification};
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
@@ -49,12 +49,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(crate::auth::router())
         .merge(crate::stream::router())
         .route("/audit", get(audit))
+        .route("/audit/verify", get(audit_verify))
         .route("/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authorize,
         ))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::middleware::from_fn_with_state(
             state.pool.clone(),
             crate::audit::record_mutations,
@@ -68,8 +70,91 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        // The audit hook has read (and bounded) the body of every mutation already.
+        let bytes = axum::body::to_bytes(body, crate::audit::MAX_BODY)
+            .await
+            .map_err(|_| ApiError::TooLarge(crate::audit::MAX_BODY))?;
+        // PostgreSQL text cannot hold NUL, and the only way JSON carries one is this escape;
+        // the body is searched for it first so ordinary requests are parsed once.
+        if memchr_escape(&bytes)
+            && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(field) = nul_field(&value, "")
+        {
+            return Err(ApiError::field(
+                &field,
+                "must not contain NUL characters (\\u0000)",
+            ));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Self(value))
+    }
+}
+
+/// Whether `bytes` contain the JSON escape of NUL, `\u0000`.
+fn memchr_escape(bytes: &[u8]) -> bool {
+    bytes
+        .windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2..].iter().all(|b| *b == b'0'))
+}
+
+/// The path (`document.steps[0].name`) of the first string or key in `value` holding a NUL.
+fn nul_field(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let name = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(name(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_field(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(name(path))
+            } else {
+                nul_field(item, &inner)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Refuses a path or query string that carries a NUL (`%00`) with a 422 naming the query
+/// parameter (or `path`), before any handler hands it to PostgreSQL, which cannot store it.
+async fn refuse_nul_in_uri(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let has_nul = |text: &str| text.to_ascii_lowercase().contains("%00");
+    let uri = request.uri();
+    let field = if has_nul(uri.path()) {
+        Some("path".to_owned())
+    } else {
+        uri.query().and_then(|query| {
+            query
+                .split('&')
+                .find(|pair| has_nul(pair))
+                .map(|pair| pair.split('=').next().unwrap_or_default().to_owned())
+        })
+    };
+    match field {
+        Some(field) => {
+            ApiError::field(&field, "must not contain NUL characters (%00)").into_response()
+        }
+        None => next.run(request).await,
     }
 }
 
@@ -94,6 +179,20 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// Refuses (under `field`) a document whose `${aws:iot:s3-presigned-url:…}` placeholder names
+/// an object by a path that leaves its folder (`../`): the store would resolve it elsewhere.
+pub(crate) fn check_object_keys(document: &str, field: &str, problems: &mut job_options::Problems) {
+    if let Some(url) = flotilla_engine::artifacts::traversing_placeholder(document) {
+        problems.add(
+            field,
+            format!(
+                "the presigned-URL placeholder {url} names an object through . or .. \
+                 segments or a backslash; name it by its plain key"
+            ),
+        );
+    }
+}
+
 /// Ids of jobs and templates: 1–64 of `[a-zA-Z0-9_-]`, as AWS requires of job ids.
 pub(crate) fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -114,9 +213,26 @@ async fn audit(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 500"));
     }
+    // chrono reads years PostgreSQL cannot store (it stops at 4713 BC and 294276 AD).
+    if let Some(since) = query.since
+        && !(1..=9999).contains(&chrono::Datelike::year(&since))
+    {
+        return Err(ApiError::field(
+            "since",
+            "must be an RFC 3339 time from year 1 to 9999",
+        ));
+    }
     let (entries, next_before) = crate::audit::page(&state.pool, &query, limit).await?;
     Ok(Json(AuditPage {
         entries,
         next_before,
     }))
+}
+
+/// `GET /audit/verify`: walks the audit log's hash chain and names the first entry that was
+/// changed or follows a deleted one. It reads the whole log, so it is for admins.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "Whether the chain is intact, and where it breaks", body = AuditVerification), ApiError))]
+async fn audit_verify(State(state): State<AppState>) -> Result<Json<AuditVerification>, ApiError> {
+    Ok(Json(crate::audit::chain::verify(&state.pool).await?))
 }

@@ -25,7 +25,8 @@ use super::{fleet, jobs, templates};
         description = "Fleet software updates over AWS IoT Jobs: jobs, templates, the fleet, \
             the audit log and live changes. JSON with snake_case names and RFC 3339 times; every \
             error is an `ErrorBody` with a stable `code`. Requests are authenticated by the \
-            server's sign-in (an identity-aware proxy, an AWS ALB, or development sign-in) or \
+            server's sign-in (an identity-aware proxy, an AWS ALB, OpenID Connect with a session \
+            cookie whose changes carry `X-CSRF-Token`, or development sign-in) or \
             with a personal API token as `Authorization: Bearer flt_…`; each operation needs a \
             role (viewer, technician, operator, admin), else 401 `unauthenticated` or 403 \
             `forbidden`."
@@ -54,7 +55,11 @@ use super::{fleet, jobs, templates};
         templates::import_managed,
         templates::sync,
         super::audit,
+        super::audit_verify,
         crate::auth::me,
+        crate::auth::oidc::login,
+        crate::auth::oidc::callback,
+        crate::auth::oidc::logout,
         crate::auth::tokens::list,
         crate::auth::tokens::create,
         crate::auth::tokens::revoke,
@@ -94,7 +99,7 @@ use super::{fleet, jobs, templates};
         (name = "artifacts", description = "Uploaded, signed builds and their deployment"),
         (name = "rollouts", description = "Staged rollouts: waves, gates, failure policies"),
         (name = "audit", description = "Every mutation attempted through the API"),
-        (name = "auth", description = "The caller's identity and personal API tokens"),
+        (name = "auth", description = "Sign-in, the caller's identity and personal API tokens"),
         (name = "stream", description = "Live changes (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )

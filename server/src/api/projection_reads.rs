@@ -9,7 +9,8 @@ use sqlx::PgPool;
 use crate::projection::{JobRow, rfc3339};
 
 /// Jobs newest first, optionally only those in `status` and those targeting thing group
-/// `thing_group` (by the `:thinggroup/{name}` end of a target ARN).
+/// `thing_group` (by the `:thinggroup/{name}` end of a target ARN, compared literally: a
+/// name's `_` or `%` are no LIKE wildcards).
 pub(super) async fn jobs(
     pool: &PgPool,
     status: Option<&str>,
@@ -22,7 +23,8 @@ pub(super) async fn jobs(
              from server.jobs
              where ($1::text is null or status = $1)
                and ($2::text is null
-                    or exists (select 1 from unnest(targets) t where t like '%:thinggroup/' || $2))
+                    or exists (select 1 from unnest(targets) t
+                               where right(t, char_length($2) + 12) = ':thinggroup/' || $2))
              order by created_at desc, job_id
              limit $3",
     )

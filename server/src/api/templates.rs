@@ -163,6 +163,7 @@ fn check_template(request: &SaveTemplate, problems: &mut Problems) {
                     format!("must be at most {MAX_DOCUMENT_BYTES} bytes"),
                 );
             }
+            super::check_object_keys(&text, "document", problems);
             for name in placeholders(&text) {
                 if !request.parameters.iter().any(|p| p.name == name) {
                     problems.add(
@@ -277,11 +278,16 @@ pub(crate) fn render(
         return None;
     }
     let rendered = substitute(template.document.clone(), &resolved);
-    if rendered.to_string().len() > MAX_DOCUMENT_BYTES {
+    let text = rendered.to_string();
+    if text.len() > MAX_DOCUMENT_BYTES {
         problems.add(
             "parameters",
             format!("the rendered document is larger than {MAX_DOCUMENT_BYTES} bytes"),
         );
+        return None;
+    }
+    super::check_object_keys(&text, "parameters", problems);
+    if problems.0.len() > before {
         return None;
     }
     Some(rendered)

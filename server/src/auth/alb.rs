@@ -136,20 +136,7 @@ impl AlbVerifier {
             .or_else(|| email.clone())
             .or_else(|| text("sub"))
             .ok_or(AlbError::Malformed("no sub"))?;
-        let groups = match claims.get(&self.config.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(serde_json::Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            Some(serde_json::Value::String(list)) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        };
+        let groups = super::groups_of(claims.get(&self.config.groups_claim));
         Ok(AlbClaims {
             user,
             email,

@@ -8,13 +8,14 @@
 //!    oauth2-proxy, the `X-Forwarded-User`, `-Email` and `-Groups` headers; behind an AWS ALB,
 //!    the `x-amzn-oidc-data` JWT ([`alb`]). Proxy headers count only when the connection comes
 //!    from a `--trusted-proxy` address; from anywhere else they are refused, since anyone can
-//!    send a header.
+//!    send a header. With OpenID Connect ([`oidc`]), the browser's session cookie.
 //!
 //! Roles come from the user's groups (`--group-role GROUP=ROLE`), the highest one winning.
 //! Credentials that are present but wrong (a forged or expired token, headers from an untrusted
 //! address) are refused with 401 rather than ignored, and the audit hook records the refusal.
 
 pub mod alb;
+pub mod oidc;
 pub mod permissions;
 pub mod tokens;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Extension, MatchedPath, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flotilla_api::{Me, Role};
@@ -48,6 +49,8 @@ pub enum AuthMode {
     Proxy,
     /// Behind an AWS Application Load Balancer with OIDC authentication.
     Alb(alb::AlbConfig),
+    /// The server signs users in with an OpenID provider itself, and keeps their sessions.
+    Oidc(oidc::OidcConfig),
 }
 
 /// How requests are authenticated.
@@ -63,6 +66,26 @@ pub struct AuthConfig {
     pub default_role: Option<Role>,
     /// Development mode on a non-loopback address: for a demo container only.
     pub dev_on_network: bool,
+    /// Browser sessions (OpenID Connect sign-in).
+    pub sessions: SessionConfig,
+}
+
+/// How long browser sessions last.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// A session unused this long ends.
+    pub idle: std::time::Duration,
+    /// A session ends this long after sign-in, however much it is used.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle: std::time::Duration::from_secs(60 * 60),
+            max_age: std::time::Duration::from_secs(12 * 60 * 60),
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -73,6 +96,7 @@ impl Default for AuthConfig {
             group_roles: Vec::new(),
             default_role: None,
             dev_on_network: false,
+            sessions: SessionConfig::default(),
         }
     }
 }
@@ -132,13 +156,16 @@ pub enum AuthKind {
     Proxy,
     /// An AWS ALB's `x-amzn-oidc-data` JWT.
     Alb,
+    /// OpenID Connect sign-in by the server itself, with sessions in PostgreSQL.
+    Oidc,
 }
 
 /// The authentication flags of `flotilla serve`.
 #[derive(Debug, clap::Args)]
 pub struct AuthArgs {
     /// Where identities come from: `dev` (every request is an admin; local mode on a loopback
-    /// address only), `proxy` (oauth2-proxy headers) or `alb` (an AWS ALB's OIDC header).
+    /// address only), `proxy` (oauth2-proxy headers), `alb` (an AWS ALB's OIDC header) or
+    /// `oidc` (sign-in with an OpenID provider).
     #[arg(long, env = "FLOTILLA_AUTH", value_enum, default_value = "dev")]
     auth: AuthKind,
     /// The proxies or load balancers whose identity headers are believed: addresses or
@@ -152,7 +179,8 @@ pub struct AuthArgs {
     /// The role of a signed-in user none of whose groups has one; without it they are refused.
     #[arg(long, env = "FLOTILLA_DEFAULT_ROLE", value_parser = role)]
     default_role: Option<Role>,
-    /// The claim of the ALB's user claims that lists the user's groups.
+    /// The claim that lists the user's groups (`alb`: of the ALB's user claims; `oidc`: of the
+    /// ID token, else of the userinfo answer).
     #[arg(long, env = "FLOTILLA_GROUPS_CLAIM", default_value = "groups")]
     groups_claim: String,
     /// `--auth alb`: where the ALB's public keys are fetched from (`URL/KID`). Default:
@@ -166,11 +194,45 @@ pub struct AuthArgs {
     /// a demo on a private network (the compose file's).
     #[arg(long, env = "FLOTILLA_DEV_AUTH_ON_NETWORK")]
     dev_auth_on_network: bool,
+    /// `--auth oidc`: the OpenID provider's issuer URL (discovery reads
+    /// `/.well-known/openid-configuration` under it).
+    #[arg(long, env = "FLOTILLA_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// `--auth oidc`: this server's client id at the provider.
+    #[arg(long, env = "FLOTILLA_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// `--auth oidc`: the client secret; absent for a public client.
+    #[arg(long, env = "FLOTILLA_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+    /// `--auth oidc`: `/api/v1/auth/callback` of this server as browsers reach it, registered at
+    /// the provider (e.g. `https://flotilla.example.com/api/v1/auth/callback`). Session cookies
+    /// are `Secure` when it is https.
+    #[arg(long, env = "FLOTILLA_OIDC_REDIRECT_URL")]
+    oidc_redirect_url: Option<String>,
+    /// `--auth oidc`: scopes to ask for besides `openid`, comma-separated.
+    #[arg(
+        long,
+        env = "FLOTILLA_OIDC_SCOPES",
+        value_delimiter = ',',
+        default_value = "email,profile"
+    )]
+    oidc_scopes: Vec<String>,
+    /// `--auth oidc`: where the provider sends the browser after logout; the redirect URL's
+    /// origin when absent.
+    #[arg(long, env = "FLOTILLA_OIDC_POST_LOGOUT_URL")]
+    oidc_post_logout_url: Option<String>,
+    /// `--auth oidc`: a browser session unused for this many minutes ends.
+    #[arg(long, env = "FLOTILLA_SESSION_IDLE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    session_idle_minutes: u64,
+    /// `--auth oidc`: a browser session ends this many hours after sign-in, however much it
+    /// is used.
+    #[arg(long, env = "FLOTILLA_SESSION_MAX_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=720))]
+    session_max_hours: u64,
 }
 
 impl AuthArgs {
     /// The configuration; `region` names the default ALB key endpoint.
-    pub fn into_config(self, region: &str) -> AuthConfig {
+    pub fn into_config(self, region: &str) -> anyhow::Result<AuthConfig> {
         let mode = match self.auth {
             AuthKind::Dev => AuthMode::Development,
             AuthKind::Proxy => AuthMode::Proxy,
@@ -181,14 +243,39 @@ impl AuthArgs {
                 alb_arn: self.alb_arn,
                 groups_claim: self.groups_claim,
             }),
+            AuthKind::Oidc => {
+                let missing = |flag: &str| anyhow::anyhow!("--auth oidc needs --{flag}");
+                AuthMode::Oidc(oidc::OidcConfig {
+                    issuer: self.oidc_issuer.ok_or_else(|| missing("oidc-issuer"))?,
+                    client_id: self
+                        .oidc_client_id
+                        .ok_or_else(|| missing("oidc-client-id"))?,
+                    client_secret: self.oidc_client_secret.map(oidc::SecretString),
+                    redirect_url: self
+                        .oidc_redirect_url
+                        .ok_or_else(|| missing("oidc-redirect-url"))?,
+                    scopes: self
+                        .oidc_scopes
+                        .into_iter()
+                        .map(|scope| scope.trim().to_owned())
+                        .filter(|scope| !scope.is_empty() && scope != "openid")
+                        .collect(),
+                    groups_claim: self.groups_claim,
+                    post_logout_url: self.oidc_post_logout_url,
+                })
+            }
         };
-        AuthConfig {
+        Ok(AuthConfig {
             mode,
             trusted_proxies: self.trusted_proxy,
             group_roles: self.group_role,
             default_role: self.default_role,
             dev_on_network: self.dev_auth_on_network,
-        }
+            sessions: SessionConfig {
+                idle: std::time::Duration::from_secs(self.session_idle_minutes * 60),
+                max_age: std::time::Duration::from_secs(self.session_max_hours * 3600),
+            },
+        })
     }
 }
 
@@ -268,6 +355,7 @@ pub enum Via {
     Development,
     Proxy,
     Alb,
+    Oidc,
     Token,
 }
 
@@ -277,6 +365,7 @@ impl Via {
             Self::Development => "development",
             Self::Proxy => "proxy",
             Self::Alb => "alb",
+            Self::Oidc => "oidc",
             Self::Token => "token",
         }
     }
@@ -290,6 +379,8 @@ pub struct Identity {
     pub email: Option<String>,
     pub role: Role,
     pub via: Via,
+    /// The browser session's CSRF token, for identities from a session cookie.
+    pub csrf_token: Option<String>,
 }
 
 /// The authentication state requests share.
@@ -297,15 +388,28 @@ pub struct Identity {
 pub struct Auth {
     pub config: AuthConfig,
     alb: Option<alb::AlbVerifier>,
+    pub oidc: Option<Box<oidc::Oidc>>,
 }
 
 impl Auth {
-    pub fn new(config: AuthConfig) -> Arc<Self> {
+    pub fn new(config: AuthConfig) -> anyhow::Result<Arc<Self>> {
         let alb = match &config.mode {
             AuthMode::Alb(alb) => Some(alb::AlbVerifier::new(alb.clone())),
             _ => None,
         };
-        Arc::new(Self { config, alb })
+        let oidc = match &config.mode {
+            AuthMode::Oidc(oidc) => Some(Box::new(oidc::Oidc::new(oidc.clone())?)),
+            _ => None,
+        };
+        Ok(Arc::new(Self { config, alb, oidc }))
+    }
+
+    /// Whether session cookies must be `Secure`: browsers reach the server over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        match &self.config.mode {
+            AuthMode::Oidc(oidc) => oidc.https(),
+            _ => true,
+        }
     }
 
     /// The request's identity: `None` when it carries no credentials at all.
@@ -314,6 +418,7 @@ impl Auth {
         pool: &sqlx::PgPool,
         headers: &HeaderMap,
         peer: Option<IpAddr>,
+        session: Option<&tower_sessions::Session>,
     ) -> Result<Option<Identity>, ApiError> {
         if let Some(secret) = tokens::bearer(headers) {
             return tokens::identify(pool, secret).await.map(Some);
@@ -324,6 +429,7 @@ impl Auth {
                 email: None,
                 role: Role::Admin,
                 via: Via::Development,
+                csrf_token: None,
             })),
             AuthMode::Proxy => {
                 let Some(user) = header(headers, "x-forwarded-user") else {
@@ -338,6 +444,7 @@ impl Auth {
                     user,
                     role,
                     via: Via::Proxy,
+                    csrf_token: None,
                 }))
             }
             AuthMode::Alb(_) => {
@@ -359,8 +466,13 @@ impl Auth {
                     email: claims.email,
                     role,
                     via: Via::Alb,
+                    csrf_token: None,
                 }))
             }
+            AuthMode::Oidc(_) => match session {
+                Some(session) => oidc::identify(session, self.config.sessions.max_age).await,
+                None => Ok(None),
+            },
         }
     }
 
@@ -385,6 +497,24 @@ impl Auth {
                 "{user} is signed in but none of their groups has a role in Flotilla"
             ))
         })
+    }
+}
+
+/// A groups claim's groups: a list of strings, or one comma-separated string.
+pub fn groups_of(claim: Option<&serde_json::Value>) -> Vec<String> {
+    match claim {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(serde_json::Value::String(list)) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -427,9 +557,13 @@ pub async fn authorize(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
+    let session = request
+        .extensions()
+        .get::<tower_sessions::Session>()
+        .cloned();
     let identity = state
         .auth
-        .identify(&state.pool, request.headers(), peer)
+        .identify(&state.pool, request.headers(), peer, session.as_ref())
         .await;
     let identity = match identity {
         Ok(Some(identity)) => identity,
@@ -439,12 +573,20 @@ pub async fn authorize(
         }
         Err(error) => return error.into_response(),
     };
+    // A change made with a session cookie must prove it comes from the dashboard itself.
+    let csrf = if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Ok(())
+    } else {
+        oidc::check_csrf(&identity, request.headers())
+    };
     let mut response = if identity.role < needed {
         ApiError::Forbidden(format!(
             "{method} {route} needs the {needed} role; {} is {}",
             identity.user, identity.role
         ))
         .into_response()
+    } else if let Err(refused) = csrf {
+        refused.into_response()
     } else {
         request
             .extensions_mut()
@@ -465,13 +607,17 @@ pub(crate) async fn me(Extension(identity): Extension<Identity>) -> Json<Me> {
         email: identity.email,
         role: identity.role,
         via: identity.via.as_str().to_owned(),
+        csrf_token: identity.csrf_token,
     })
 }
 
-/// The routes of this module: `/me` and `/tokens`.
+/// The routes of this module: `/me`, `/tokens` and OpenID Connect's `/auth/…`.
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/me", axum::routing::get(me))
+        .route("/auth/login", axum::routing::get(oidc::login))
+        .route("/auth/callback", axum::routing::get(oidc::callback))
+        .route("/auth/logout", axum::routing::post(oidc::logout))
         .merge(tokens::router())
 }
 

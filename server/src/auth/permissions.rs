@@ -15,14 +15,15 @@ use flotilla_api::Role;
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, signed in or not: health, readiness, metrics and the API's description.
+    /// Anyone, signed in or not: health, readiness, metrics, the API's description and
+    /// sign-in itself.
     Public,
     /// Signed-in users with at least this role.
     Role(Role),
 }
 
 use Access::{Public, Role as At};
-use Role::{Operator, Technician, Viewer};
+use Role::{Admin, Operator, Technician, Viewer};
 
 /// `(method, route, access)` for every route.
 pub const RULES: &[(&str, &str, Access)] = &[
@@ -31,10 +32,17 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("GET", "/metrics", Public),
     ("GET", "/api/v1/openapi.json", Public),
     ("GET", "/api/v1/me", At(Viewer)),
+    // OpenID Connect sign-in: before there is anyone to authorize. Logout checks the
+    // session's CSRF token itself.
+    ("GET", "/api/v1/auth/login", Public),
+    ("GET", "/api/v1/auth/callback", Public),
+    ("POST", "/api/v1/auth/logout", Public),
     ("GET", "/api/v1/tokens", At(Viewer)),
     ("POST", "/api/v1/tokens", At(Viewer)),
     ("DELETE", "/api/v1/tokens/{token_id}", At(Viewer)),
     ("GET", "/api/v1/audit", At(Viewer)),
+    // It reads the whole log.
+    ("GET", "/api/v1/audit/verify", At(Admin)),
     ("GET", "/api/v1/stream", At(Viewer)),
     // Jobs.
     ("GET", "/api/v1/jobs", At(Viewer)),

@@ -117,6 +117,7 @@ pub(super) async fn identify(pool: &sqlx::PgPool, secret: &str) -> Result<Identi
         user: row.owner,
         email: None,
         via: Via::Token,
+        csrf_token: None,
     })
 }
 

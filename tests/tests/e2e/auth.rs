@@ -169,6 +169,7 @@ async fn proxy_identities_count_only_from_trusted_proxies() {
             email: Some("ana@example.com".into()),
             role: Role::Operator,
             via: "proxy".into(),
+            csrf_token: None,
         }
     );
     let (status, code) = status_of(proxy_client("bob", "staff").get(app.url("/api/v1/me"))).await;
@@ -432,6 +433,7 @@ async fn alb_identities_are_verified_against_the_load_balancers_key() {
                 email: Some("olga@example.com".into()),
                 role: Role::Operator,
                 via: "alb".into(),
+                csrf_token: None,
             }
         );
     }
@@ -506,6 +508,386 @@ async fn development_sign_in_is_an_admin_on_loopback_only() {
     let _ = std::fs::remove_dir_all(crate::helpers::artifact_dir(&app.db, "-open"));
     let _ = std::fs::remove_file(
         std::env::temp_dir().join(format!("flotilla-test-signing-{}-open.pem", app.db.name)),
+    );
+    app.stop().await;
+}
+
+/// A browser without JavaScript: follows nothing by itself, and keeps the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            cookie: None,
+        }
+    }
+
+    /// Sends `request` with the session cookie; keeps a new one the answer sets, checking its
+    /// attributes.
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> reqwest::Response {
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("flotilla_session={cookie}"));
+        }
+        let response = request.send().await.expect("sending the request");
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().expect("an ASCII cookie");
+            if let Some(rest) = set.strip_prefix("flotilla_session=") {
+                let value = rest.split(';').next().unwrap_or_default();
+                // An empty value removes the cookie; a session id must be well guarded.
+                if !value.is_empty() {
+                    assert!(set.contains("HttpOnly"), "{set}");
+                    assert!(set.contains("SameSite=Lax"), "{set}");
+                    assert!(set.contains("Path=/"), "{set}");
+                    assert!(!set.contains("Secure"), "http needs no Secure: {set}");
+                }
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+        response
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location in {response:?}"))
+        .to_owned()
+}
+
+/// `url`'s query parameter `name`.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Starts a sign-in at the server: the provider's authorization URL.
+async fn start_sign_in(app: &TestApp, browser: &mut Browser) -> String {
+    let response = browser
+        .send(
+            browser
+                .http
+                .get(app.url("/api/v1/auth/login?return_to=%2F%23%2Frollouts")),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    location(&response)
+}
+
+/// Signs `sub` in at the provider: the callback URL it sends the browser back to.
+async fn authorize_at_provider(browser: &Browser, authorization_url: &str, sub: &str) -> String {
+    let response = browser
+        .http
+        .post(authorization_url)
+        .form(&[("sub", sub)])
+        .send()
+        .await
+        .expect("POST to the provider");
+    assert!(response.status().is_redirection(), "{response:?}");
+    location(&response)
+}
+
+/// The answer to `GET {callback}`, and its error code.
+async fn call_back(browser: &mut Browser, callback: &str) -> (StatusCode, String, String) {
+    let response = browser.send(browser.http.get(callback)).await;
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["code"].as_str().unwrap_or_default().to_owned();
+    let detail = if location.is_empty() {
+        format!("{code}: {}", body["message"].as_str().unwrap_or_default())
+    } else {
+        location
+    };
+    (status, code, detail)
+}
+
+/// The full authorization code flow against a real OpenID provider, without a browser: PKCE
+/// and nonce sent, the session id rotated at sign-in, the groups claim mapped to roles (no
+/// role: refused), the CSRF token required of the session's changes but not of bearer tokens,
+/// a replayed callback, a forged state and a foreign nonce refused, logout ending the session
+/// with the provider's end-session URL, and every sign-in audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_against_a_real_provider() {
+    let provider = crate::helpers::OpenIdProvider::start(&[
+        json!({"sub": "olga", "email": "olga@example.com", "groups": ["staff", "flotilla-operators"]}),
+        json!({"sub": "vic", "email": "vic@example.com", "groups": "flotilla-viewers"}),
+        json!({"sub": "nobody", "email": "nobody@example.com", "groups": ["staff"]}),
+    ])
+    .await;
+    let listen = crate::helpers::free_loopback_addr();
+    let oidc = flotilla_server::auth::oidc::OidcConfig {
+        issuer: provider.issuer.clone(),
+        client_id: "flotilla".into(),
+        client_secret: Some(flotilla_server::auth::oidc::SecretString("s3cret".into())),
+        redirect_url: format!("http://{listen}/api/v1/auth/callback"),
+        scopes: vec!["email".into(), "profile".into()],
+        groups_claim: "groups".into(),
+        post_logout_url: None,
+    };
+    let app = TestApp::start_configured(&[], |config| {
+        config.listen = listen;
+        config.auth = AuthConfig {
+            mode: AuthMode::Oidc(oidc),
+            ..proxy_auth()
+        };
+    })
+    .await;
+
+    // Signing in: the server sends the browser to the provider with PKCE, state and nonce.
+    let mut browser = Browser::new();
+    let authorization = start_sign_in(&app, &mut browser).await;
+    assert!(
+        authorization.starts_with(&format!("{}/oauth2/authorize?", provider.issuer)),
+        "{authorization}"
+    );
+    assert_eq!(
+        query_param(&authorization, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    for param in ["code_challenge", "state", "nonce"] {
+        assert!(query_param(&authorization, param).is_some(), "{param}");
+    }
+    let before = browser
+        .cookie
+        .clone()
+        .expect("a session cookie before sign-in");
+    let callback = authorize_at_provider(&browser, &authorization, "olga").await;
+    let (status, _, to) = call_back(&mut browser, &callback).await;
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/#/rollouts")
+    );
+    let session = browser.cookie.clone().expect("a session cookie");
+    assert_ne!(session, before, "the session id is rotated at sign-in");
+
+    let me_response = browser.send(browser.http.get(app.url("/api/v1/me"))).await;
+    assert_eq!(me_response.status(), StatusCode::OK);
+    let me: Me = me_response.json().await.expect("JSON");
+    assert_eq!(
+        (
+            me.user.as_str(),
+            me.email.as_deref(),
+            me.role,
+            me.via.as_str()
+        ),
+        (
+            "olga@example.com",
+            Some("olga@example.com"),
+            Role::Operator,
+            "oidc"
+        )
+    );
+    let csrf = me.csrf_token.clone().expect("a CSRF token");
+
+    // The id from before sign-in names nothing now.
+    let with_cookie = |path: &str, cookie: &str| {
+        reqwest::Client::new()
+            .get(app.url(path))
+            .header("cookie", format!("flotilla_session={cookie}"))
+    };
+    let (status, code) = status_of(with_cookie("/api/v1/me", &before)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+
+    // Changes need the CSRF token.
+    let template = |id: &str| json!({"template_id": id, "document": {"operation": "reboot"}});
+    for header in [None, Some("wrong")] {
+        let mut request = browser
+            .http
+            .post(app.url("/api/v1/templates"))
+            .json(&template("no-csrf"));
+        if let Some(header) = header {
+            request = request.header("x-csrf-token", header);
+        }
+        let response = browser.send(request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header:?}");
+    }
+    let created = browser
+        .send(
+            browser
+                .http
+                .post(app.url("/api/v1/templates"))
+                .header("x-csrf-token", &csrf)
+                .json(&template("with-csrf")),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // A bearer token is no ambient credential: no CSRF token needed.
+    let token = browser
+        .send(
+            browser
+                .http
+                .post(app.url("/api/v1/tokens"))
+                .header("x-csrf-token", &csrf)
+                .json(&json!({"name": "ci", "role": "operator"})),
+        )
+        .await;
+    assert_eq!(token.status(), StatusCode::CREATED);
+    let token: CreatedToken = token.json().await.expect("JSON");
+    let (status, _) = status_of(
+        reqwest::Client::new()
+            .post(app.url("/api/v1/templates"))
+            .bearer_auth(&token.secret)
+            .json(&template("by-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The callback again: its state was used up.
+    let (status, code, _) = call_back(&mut browser, &callback).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+
+    // Groups to roles: a comma-separated claim too; no mapped group, no entry.
+    let mut viewer = Browser::new();
+    let authorization = start_sign_in(&app, &mut viewer).await;
+    let callback = authorize_at_provider(&viewer, &authorization, "vic").await;
+    assert_eq!(
+        call_back(&mut viewer, &callback).await.0,
+        StatusCode::SEE_OTHER
+    );
+    let me: Me = viewer
+        .send(viewer.http.get(app.url("/api/v1/me")))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (me.user.as_str(), me.role),
+        ("vic@example.com", Role::Viewer)
+    );
+    let mut stranger = Browser::new();
+    let authorization = start_sign_in(&app, &mut stranger).await;
+    let callback = authorize_at_provider(&stranger, &authorization, "nobody").await;
+    let (status, code, _) = call_back(&mut stranger, &callback).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (status, _) = status_of(with_cookie(
+        "/api/v1/me",
+        &stranger.cookie.clone().unwrap_or_default(),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A forged state is refused, and uses up the sign-in it tried to finish.
+    let mut forger = Browser::new();
+    let authorization = start_sign_in(&app, &mut forger).await;
+    let callback = authorize_at_provider(&forger, &authorization, "olga").await;
+    let state = query_param(&callback, "state").expect("a state");
+    let forged = callback.replace(&format!("state={state}"), "state=forged");
+    let (status, code, _) = call_back(&mut forger, &forged).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let (status, _, _) = call_back(&mut forger, &callback).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A code issued for another sign-in (another nonce), delivered with this session's state:
+    // the ID token's nonce is not this session's.
+    let mut first = Browser::new();
+    let first_authorization = start_sign_in(&app, &mut first).await;
+    let mut second = Browser::new();
+    let second_authorization = start_sign_in(&app, &mut second).await;
+    let first_callback = authorize_at_provider(&first, &first_authorization, "olga").await;
+    let swapped = format!(
+        "{}?code={}&state={}",
+        app.url("/api/v1/auth/callback"),
+        query_param(&first_callback, "code").expect("a code"),
+        query_param(&second_authorization, "state").expect("a state"),
+    );
+    let (status, code, detail) = call_back(&mut second, &swapped).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        "{detail}"
+    );
+    assert!(detail.to_lowercase().contains("nonce"), "{detail}");
+
+    // Every sign-in is on record, refused ones too.
+    let audit: flotilla_api::AuditPage = viewer
+        .send(
+            viewer
+                .http
+                .get(app.url("/api/v1/audit?target=/api/v1/auth/callback&limit=500")),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let outcomes: Vec<(&str, &str)> = audit
+        .entries
+        .iter()
+        .rev()
+        .map(|e| (e.actor.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("olga@example.com", "ok"),
+            ("anonymous", "unauthenticated"),
+            ("vic@example.com", "ok"),
+            ("nobody@example.com", "forbidden"),
+            ("anonymous", "unauthenticated"),
+            ("anonymous", "unauthenticated"),
+            ("anonymous", "unauthenticated"),
+        ]
+    );
+
+    // Logout: needs the CSRF token, ends the session, and names the provider's logout.
+    let refused = browser
+        .send(browser.http.post(app.url("/api/v1/auth/logout")))
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let out = browser
+        .send(
+            browser
+                .http
+                .post(app.url("/api/v1/auth/logout"))
+                .header("x-csrf-token", &csrf),
+        )
+        .await;
+    assert_eq!(out.status(), StatusCode::OK);
+    let out: flotilla_api::LoggedOut = out.json().await.expect("JSON");
+    let end = out.end_session_url.expect("an end-session URL");
+    assert!(
+        end.starts_with(&format!("{}/oauth2/end_session?", provider.issuer)),
+        "{end}"
+    );
+    assert!(query_param(&end, "id_token_hint").is_some(), "{end}");
+    assert_eq!(
+        query_param(&end, "post_logout_redirect_uri"),
+        Some(format!("http://{listen}/"))
+    );
+    let (status, _) = status_of(with_cookie("/api/v1/me", &session)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the session outlived logout"
     );
     app.stop().await;
 }

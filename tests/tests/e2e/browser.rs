@@ -137,3 +137,97 @@ async fn the_dashboard_works_in_chromium() {
     }
     app.stop().await;
 }
+
+/// HTML and script payloads wherever the API takes free text or a device reports it.
+const IMG: &str = "<img src=x onerror=\"window.__xss.push('img')\">";
+const SCRIPT: &str = "<script>window.__xss.push('script')</script>";
+const SVG: &str = "\"><svg onload=\"window.__xss.push('svg')\">";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_inert_in_chromium() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+    let root = root();
+    assert!(
+        root.join("static/pkg/flotilla_frontend_bg.wasm").exists()
+            && root
+                .join("tests/browser/node_modules/playwright-core")
+                .exists(),
+        "run `cargo xtask browser` first"
+    );
+    let app = TestApp::start_with(0, &["xss-1"]).await;
+    // Thing names are AWS's pattern: markup cannot be one.
+    let refused = app
+        .server
+        .iot_client
+        .create_thing()
+        .thing_name("<b>x</b>")
+        .send()
+        .await;
+    assert!(refused.is_err(), "a thing named with markup was created");
+    // Attribute values allow few punctuation marks; the most hostile of them.
+    app.server
+        .iot_client
+        .update_thing()
+        .thing_name("xss-1")
+        .attribute_payload(
+            aws_sdk_iot::types::AttributePayload::builder()
+                .attributes("href", "javascript:window.__xss")
+                .attributes("tag", "[x]=#@/")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateThing");
+    post(
+        &app,
+        "/api/v1/templates",
+        json!({ "template_id": "xss-template", "description": SCRIPT,
+                "document": { "note": IMG, SVG: SCRIPT } }),
+    )
+    .await;
+    post(
+        &app,
+        "/api/v1/jobs",
+        json!({ "job_id": "xss-job", "description": IMG, "things": ["xss-1"],
+                "document": { "note": SCRIPT, IMG: SVG } }),
+    )
+    .await;
+
+    // The device fails the job with markup in its statusDetails (keys are AWS's pattern,
+    // values any printable text).
+    let mqtt = app.server.mqtt_addr.expect("local mode has a broker");
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("xss-1", mqtt.ip().to_string(), mqtt.port()),
+        16,
+    );
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let update = json!({ "status": "FAILED",
+                         "statusDetails": { "reason": IMG, "detail": format!("{SVG}{SCRIPT}") } });
+    client
+        .publish(
+            "$aws/things/xss-1/jobs/xss-job/update",
+            QoS::AtLeastOnce,
+            false,
+            update.to_string(),
+        )
+        .await
+        .expect("publishing the update");
+    eventually("xss-job to fail", Duration::from_secs(30), || async {
+        (app.job("xss-job").await?.job.counts.failed == 1).then_some(())
+    })
+    .await;
+
+    let status = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/hostile.mjs"))
+        .current_dir(root.join("tests/browser"))
+        .env("FLOTILLA_URL", &app.base)
+        .status()
+        .await
+        .expect("starting node");
+    assert!(
+        status.success(),
+        "hostile text ran or rendered as markup: {status}"
+    );
+    app.stop().await;
+}

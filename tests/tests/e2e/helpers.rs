@@ -20,6 +20,12 @@ impl TestDb {
     pub async fn create() -> Self {
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must name a PostgreSQL server; `cargo xtask ci` provides one");
+        Self::create_on(&admin_url).await
+    }
+
+    /// A database of its own on the server `admin_url` names (a superuser's URL).
+    pub async fn create_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -196,24 +202,25 @@ impl TestApp {
         }
     }
 
-    /// A server with `things` registered, no devices, and `auth` for its authentication; its
-    /// [`Self::http`] is an admin's [`admin_client`].
-    pub async fn start_with_auth(things: &[&str], auth: AuthConfig) -> Self {
-        let db = TestDb::create().await;
-        let mut config = local_config(&db, "", 0, things, Default::default());
-        config.auth = auth;
-        let server = app::start(config).await.expect("starting the server");
+    /// The app of a server started by the test itself on `db`, with a plain HTTP client.
+    pub fn from_parts(server: RunningServer, db: TestDb) -> Self {
         let base = format!("http://{}", server.addr);
         Self {
             server,
             db,
-            http: admin_client(),
+            http: reqwest::Client::new(),
             base,
         }
     }
 
+    /// A server with `things` registered, no devices, and `auth` for its authentication; its
+    /// [`Self::http`] is an admin's [`admin_client`].
+    pub async fn start_with_auth(things: &[&str], auth: AuthConfig) -> Self {
+        Self::start_configured(things, |config| config.auth = auth).await
+    }
+
     /// A server with `things` registered and no devices, its configuration changed by
-    /// `configure` before it starts.
+    /// `configure` before it starts; its [`Self::http`] is an [`admin_client`].
     pub async fn start_configured(
         things: &[&str],
         configure: impl FnOnce(&mut ServeConfig),
@@ -226,7 +233,7 @@ impl TestApp {
         Self {
             server,
             db,
-            http: reqwest::Client::new(),
+            http: admin_client(),
             base,
         }
     }
@@ -532,4 +539,69 @@ impl DeviceProgram {
         let _ = self.child.kill().await;
         drop(self.stdin.take());
     }
+}
+
+/// A real OpenID provider, `oidc-provider-mock` from the tests' Python virtualenv, on an
+/// ephemeral loopback port. It signs users in without a password: a POST of `sub=USER` to its
+/// authorization URL. The process dies with this handle.
+pub struct OpenIdProvider {
+    _child: tokio::process::Child,
+    /// Its issuer URL, `http://127.0.0.1:PORT`.
+    pub issuer: String,
+}
+
+impl OpenIdProvider {
+    /// Starts the provider with `users`, each a JSON object of claims with a `sub`.
+    pub async fn start(users: &[serde_json::Value]) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut command = tokio::process::Command::new(device_python());
+        command.args([
+            "-m",
+            "oidc_provider_mock",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]);
+        for user in users {
+            command.arg("--user-claims").arg(user.to_string());
+        }
+        let mut child = command
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting oidc-provider-mock (is it in FLOTILLA_TEST_PYTHON's virtualenv?)");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let issuer = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("Uvicorn running on ").nth(1) {
+                    return rest
+                        .split_whitespace()
+                        .next()
+                        .expect("a URL")
+                        .trim_end_matches('/')
+                        .to_owned();
+                }
+            }
+            panic!("oidc-provider-mock exited before it was listening");
+        })
+        .await
+        .expect("oidc-provider-mock started in time");
+        // Its log must keep draining, or it blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            _child: child,
+            issuer,
+        }
+    }
+}
+
+/// A loopback address with a port free right now, for a server that must know its own URL
+/// before it starts (an OpenID redirect URL).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
 }
