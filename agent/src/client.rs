@@ -178,6 +178,25 @@ pub trait JobHandler: Send + Sync + 'static {
 
     /// The final status was accepted, or the service ended the job: forget it.
     fn finished(&self, _job_id: &str) {}
+
+    /// The software version the device runs now, if it knows one. The agent reports it in
+    /// the named shadow [`flotilla_api::install::INVENTORY_SHADOW`] at every (re)connection
+    /// and after every job.
+    fn installed(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The shadow update that reports `version` (and the agent's own version).
+pub fn inventory_report(version: &str) -> Value {
+    json!({
+        "state": {
+            "reported": {
+                "software": { "version": version },
+                "agent": { "version": env!("CARGO_PKG_VERSION") },
+            }
+        }
+    })
 }
 
 /// A reply to a Jobs API request.
@@ -206,12 +225,29 @@ impl From<anyhow::Error> for UpdateError {
 struct Session {
     client: AsyncClient,
     topic_prefix: String,
+    /// `$aws/things/{thing}/shadow/name/flotilla/update`.
+    inventory_topic: String,
     waiting: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     /// Bumped on every `notify-next` and every (re)subscription: time to look again.
     changed: watch::Sender<u64>,
 }
 
 impl Session {
+    /// Reports what the device runs in its inventory shadow, without waiting: the report is
+    /// repeated at the next connection and after the next job, so a lost one heals itself.
+    fn report_installed(&self, handler: &dyn JobHandler) {
+        let Some(version) = handler.installed() else {
+            return;
+        };
+        let report = inventory_report(&version).to_string();
+        if let Err(error) =
+            self.client
+                .try_publish(&self.inventory_topic, QoS::AtLeastOnce, false, report)
+        {
+            tracing::warn!(%error, "could not report the installed version: {error}");
+        }
+    }
+
     /// Publishes a request to `$aws/things/{thing}/jobs/{operation}` and waits for its reply.
     async fn request(&self, operation: &str, mut body: Value) -> Result<Reply> {
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -401,6 +437,10 @@ impl Agent {
         let session = Arc::new(Session {
             client,
             topic_prefix: format!("$aws/things/{thing}/jobs"),
+            inventory_topic: format!(
+                "$aws/things/{thing}/shadow/name/{}/update",
+                flotilla_api::install::INVENTORY_SHADOW
+            ),
             waiting: Mutex::new(HashMap::new()),
             changed,
         });
@@ -417,7 +457,7 @@ impl Agent {
             counter: self.config.online.clone(),
             connected: false,
         };
-        connection_loop(session, eventloop, wake, online).await
+        connection_loop(session, self.handler, eventloop, wake, online).await
     }
 }
 
@@ -462,6 +502,7 @@ impl Drop for AbortOnDrop {
 /// its broker does not come back in one wave).
 async fn connection_loop(
     session: Arc<Session>,
+    handler: Arc<dyn JobHandler>,
     mut eventloop: EventLoop,
     wake: Arc<Notify>,
     mut online: OnlineGauge,
@@ -489,6 +530,7 @@ async fn connection_loop(
                 if let Err(error) = session.client.try_subscribe_many(filters) {
                     tracing::warn!(%error, "could not subscribe: {error}");
                 }
+                session.report_installed(handler.as_ref());
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 session.changed.send_modify(|n| *n += 1);
@@ -621,6 +663,7 @@ async fn take_next(
         Err(UpdateError::Other(error)) => return Err(error),
     }
     handler.finished(&job_id);
+    session.report_installed(handler.as_ref());
     Ok(true)
 }
 

@@ -11,6 +11,7 @@
 //! handler_dir = "/opt/flotilla/handlers"
 //! state_dir = "/var/lib/flotilla-agent"
 //! trusted_key = "/etc/flotilla/signing-key.pub.pem"
+//! software_version = "1.0.0"
 //! ```
 //!
 //! Against the embedded engine's development listener, leave out the TLS files and give
@@ -46,6 +47,9 @@ pub struct Settings {
     pub step_timeout_minutes: Option<i64>,
     pub keep_alive_seconds: Option<u64>,
     pub reboot_wait_seconds: Option<u64>,
+    /// The software version the device runs before any install (the registration bundle
+    /// writes it); reported in the inventory shadow until an install replaces it.
+    pub software_version: Option<String>,
 }
 
 impl Settings {
@@ -74,6 +78,7 @@ impl Settings {
             step_timeout_minutes: overrides.step_timeout_minutes.or(self.step_timeout_minutes),
             keep_alive_seconds: overrides.keep_alive_seconds.or(self.keep_alive_seconds),
             reboot_wait_seconds: overrides.reboot_wait_seconds.or(self.reboot_wait_seconds),
+            software_version: overrides.software_version.or(self.software_version),
         }
     }
 
@@ -130,6 +135,7 @@ impl Settings {
         if let Some(seconds) = self.reboot_wait_seconds {
             device.reboot_wait = Duration::from_secs(seconds);
         }
+        device.software_version = self.software_version.filter(|v| !v.is_empty());
         Ok((agent, device))
     }
 }

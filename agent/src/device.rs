@@ -39,6 +39,8 @@ pub struct DeviceSettings {
     pub boot_id_file: PathBuf,
     /// How long to wait for a reboot the handler started before the job fails.
     pub reboot_wait: Duration,
+    /// The software version the device runs before any install document says otherwise.
+    pub software_version: Option<String>,
 }
 
 impl DeviceSettings {
@@ -49,6 +51,7 @@ impl DeviceSettings {
             trusted_key: None,
             boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             reboot_wait: Duration::from_secs(600),
+            software_version: None,
         }
     }
 }
@@ -86,6 +89,11 @@ impl Device {
             store,
             http,
         })
+    }
+
+    /// Where the version the last install put on the device is kept.
+    fn installed_file(&self) -> PathBuf {
+        self.settings.state_dir.join("installed-version")
     }
 
     fn boot_id(&self) -> String {
@@ -223,6 +231,10 @@ impl Device {
         }
         if let Some(version) = &install.software_version {
             self.detail(state, progress, "version", version);
+            // What the device runs from now on, reported in the inventory shadow.
+            if let Err(error) = std::fs::write(self.installed_file(), version) {
+                tracing::warn!(%error, "could not record the installed version {version}: {error}");
+            }
         }
         Ok(())
     }
@@ -516,6 +528,14 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 impl JobHandler for Device {
+    fn installed(&self) -> Option<String> {
+        std::fs::read_to_string(self.installed_file())
+            .ok()
+            .map(|version| version.trim().to_owned())
+            .filter(|version| !version.is_empty())
+            .or_else(|| self.settings.software_version.clone())
+    }
+
     fn run<'a>(
         &'a self,
         job_id: &'a str,

@@ -187,6 +187,10 @@ fn reboots(document: &Value) -> bool {
 }
 
 impl JobHandler for SimulatedDevice {
+    fn installed(&self) -> Option<String> {
+        Some(self.version.lock().expect("version lock").clone())
+    }
+
     fn run<'a>(
         &'a self,
         job_id: &'a str,

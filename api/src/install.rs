@@ -34,6 +34,11 @@ pub const SIGNATURE_ALGORITHM: &str = "ECDSA_P256_SHA256";
 /// The only document version this crate knows.
 pub const INSTALL_DOCUMENT_VERSION: &str = "1.0";
 
+/// The named device shadow in which the agent reports what it runs, at start-up and after
+/// every job: `{"state": {"reported": {"software": {"version": "2.1.0"}, "agent": {"version":
+/// "0.1.0"}}}}`. The dashboard's inventory and the rollout health gate read it.
+pub const INVENTORY_SHADOW: &str = "flotilla";
+
 /// A job document that installs one signed artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

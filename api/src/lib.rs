@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod auth;
 mod fleet;
+mod inventory;
 mod job_options;
 mod rollouts;
 mod templates;
@@ -20,14 +21,20 @@ pub use auth::{ApiToken, CreateToken, CreatedToken, LoggedOut, Me, Role, TokenLi
 pub use fleet::{
     Thing, ThingDetail, ThingExecution, ThingGroup, ThingGroupDetail, ThingGroupList, ThingList,
 };
+pub use inventory::{
+    AddMembers, CreateGroup, Device, DeviceBundle, DeviceCertificate, DeviceCertificates,
+    DeviceDetail, DeviceExecution, DeviceList, ImportResult, ImportedRow, MembersChanged,
+    PresenceChange, RegisterDevice, RegisteredDevice, SoftwareDistribution, VersionChange,
+    VersionCount,
+};
 pub use job_options::{
     AbortCriterion, AbortOptions, ExponentialRate, MaintenanceWindow, PresignedUrlOptions,
     RateIncreaseCriteria, RetryCriterion, RetryOptions, RolloutOptions, SchedulingOptions,
     TimeoutOptions,
 };
 pub use rollouts::{
-    Conflict, CreateRollout, GateStatus, Gates, HealthCheck, PreviewWave, Release, Rollout,
-    RolloutAction, RolloutDetail, RolloutEvent, RolloutJob, RolloutList, RolloutPreview,
+    Conflict, CreateRollout, GateStatus, Gates, HealthCheck, HealthSource, PreviewWave, Release,
+    Rollout, RolloutAction, RolloutDetail, RolloutEvent, RolloutJob, RolloutList, RolloutPreview,
     RolloutTargets, Schedule, WaveJobOptions, WaveSpec, WaveStatus, WebhookSpec, Window,
     WindowTimes,
 };

@@ -158,14 +158,31 @@ impl Default for Gates {
     }
 }
 
-/// "Booted and healthy": every thing that succeeded must report the release's version in a
-/// thing attribute within `within_minutes` of the wave's end.
+/// "Booted and healthy": every thing that succeeded must report the release's version within
+/// `within_minutes` of the wave's end, in a thing attribute or in its `flotilla` shadow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheck {
-    /// The thing attribute holding the running version, e.g. `firmwareVersion`.
+    /// The thing attribute holding the running version, e.g. `firmwareVersion` (for the
+    /// `attribute` source).
+    #[serde(default)]
     pub attribute: String,
     /// 1–10080.
     pub within_minutes: i64,
+    /// Where the running version is read; `attribute` when absent.
+    #[serde(default)]
+    pub source: HealthSource,
+}
+
+/// Where a health check reads the version a device runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthSource {
+    /// The thing attribute named by `attribute` (DescribeThing).
+    #[default]
+    Attribute,
+    /// `state.reported.software.version` of the `flotilla` shadow, which the agent reports at
+    /// start-up and after every job, as the inventory holds it.
+    Shadow,
 }
 
 /// When waves may start: not before `not_before`, and only inside one of `windows` (any time

@@ -22,6 +22,7 @@ pub mod control;
 pub mod jobs;
 pub mod model;
 pub mod policies;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -116,6 +116,15 @@ pub struct AppState {
     pub rollouts: crate::rollouts::Orchestrator,
     /// Who requests come from, and the keys that say so.
     pub auth: Arc<crate::auth::Auth>,
+    /// What registering a device hands out besides its certificate.
+    pub enrolment: Arc<Enrolment>,
+}
+
+/// What device bundles hold besides the certificate: the CA devices trust for the broker.
+#[derive(Debug, Default)]
+pub struct Enrolment {
+    /// The engine's CA in local mode; `None` on AWS (devices use Amazon Root CA 1).
+    pub ca_certificate_pem: Option<String>,
 }
 
 /// The whole HTTP application: the API under `/api/v1` (with the live stream), `/healthz`,
@@ -250,6 +259,7 @@ pub async fn router_for_inspection() -> Router {
         iot,
         metrics,
         auth: crate::auth::Auth::new(Default::default()).expect("development sign-in"),
+        enrolment: Default::default(),
     };
     build_router(state, std::path::Path::new("static"))
 }
@@ -533,6 +543,23 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         metrics.clone(),
         shutdown.clone(),
     )));
+    // The inventory: lifecycle events and shadow reports on its own connection, and the
+    // registry's view at start-up and then with every few reconciliations.
+    let (inventory_subscribed, inventory_ready) = tokio::sync::oneshot::channel();
+    if let Some(events) = &events {
+        tasks.push(tokio::spawn(crate::inventory::run_subscriber(
+            events.clone(),
+            pool.clone(),
+            Some(inventory_subscribed),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(crate::inventory::run_resync(
+        pool.clone(),
+        iot.clone(),
+        config.reconcile_every * 5,
+        shutdown.clone(),
+    )));
     if let Some(events) = events {
         tasks.push(tokio::spawn(projection::run_event_subscriber(
             events,
@@ -568,6 +595,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let simulator = match mqtt_addr {
         Some(mqtt) if simulate > 0 => {
+            // The simulated devices' first connections must reach the inventory.
+            if tokio::time::timeout(Duration::from_secs(10), inventory_ready)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the inventory subscriber did not subscribe within 10 s");
+            }
             let things: Vec<String> = (1..=simulate)
                 .map(flotilla_agent::simulator::thing_name)
                 .collect();
@@ -637,6 +671,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         artifacts,
         rollouts,
         auth: crate::auth::Auth::new(config.auth.clone())?,
+        enrolment: Arc::new(Enrolment {
+            ca_certificate_pem: ca_certificate_pem.clone(),
+        }),
     };
     let router = build_router(state, &config.static_dir);
     let listener = TcpListener::bind(config.listen)

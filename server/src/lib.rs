@@ -6,6 +6,9 @@
 //! - [`iot`]: everything the server asks of AWS IoT, through `aws-sdk-iot` only.
 //! - [`projection`]: the server's copy of jobs and executions in PostgreSQL, kept current from
 //!   `$aws/events` and periodic reconciliation.
+//! - [`inventory`]: the fleet inventory (devices with groups, connectivity, installed
+//!   software, last job outcome) in PostgreSQL, from lifecycle events, the `flotilla` shadow
+//!   and a registry resync.
 //! - [`api`]: the JSON API under `/api/v1`.
 //! - [`stream`]: `GET /api/v1/stream`, live changes as Server-Sent Events across replicas.
 //! - [`ops`]: `/readyz`, `/metrics` and request counting.
@@ -24,6 +27,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod inventory;
 pub mod iot;
 pub mod ops;
 pub mod projection;

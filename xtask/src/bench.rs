@@ -42,8 +42,12 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             let root = workspace_root();
             crate::bench_server::run_artifacts_bench(&root, &target_dir(&root))
         }
+        Some("fleet") => {
+            let root = workspace_root();
+            crate::bench_server::run_fleet_bench(&root, &target_dir(&root))
+        }
         _ => bail!(
-            "usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts | ui"
+            "usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts | fleet | ui"
         ),
     }
 }

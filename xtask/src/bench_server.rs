@@ -1,5 +1,5 @@
-//! `cargo xtask bench server` and `cargo xtask bench artifacts`: run the server's benchmarks
-//! (`tests/examples/bench_server.rs`, `bench_artifacts.rs`) against `DATABASE_URL` or the
+//! `cargo xtask bench server`, `bench artifacts` and `bench fleet`: run the server's benchmarks
+//! (`tests/examples/bench_server.rs`, `bench_artifacts.rs`, `bench_fleet.rs`) against `DATABASE_URL` or the
 //! private PostgreSQL cluster, and write their figures to their sections of
 //! `docs/benchmarks.md`.
 //!
@@ -41,6 +41,24 @@ pub fn run_artifacts_bench(root: &Path, target: &Path) -> Result<()> {
          to a plain file copy on the same disk in the same run. What is measured is described \
          in `tests/examples/bench_artifacts.rs`; the store, the file and the copies share one \
          folder under the target directory.",
+    )
+}
+
+/// `cargo xtask bench fleet`: `tests/examples/bench_fleet.rs`.
+pub fn run_fleet_bench(root: &Path, target: &Path) -> Result<()> {
+    run_example_bench(
+        root,
+        target,
+        "bench_fleet",
+        "## Fleet inventory",
+        "## Fleet inventory (`cargo xtask bench fleet`)\n\n\
+         `cargo xtask bench fleet` (the dev profile the tests use, whose dependencies are \
+         optimised; PostgreSQL on the same machine): device searches with three filters over \
+         100,000 devices in the inventory projection, through the statement `GET \
+         /api/v1/devices` runs. Each device row holds its groups with their ancestors, so a \
+         group filter is an array containment on a GIN index, like the attribute filter \
+         (`jsonb_path_ops`); no recursive join. What is measured is described in \
+         `tests/examples/bench_fleet.rs`.",
     )
 }
 

@@ -8,7 +8,7 @@
 //!   container image runs both, so it builds the UI exactly as CI does; see [`docker`]).
 //! - `browser`: the browser tests' tools (Chromium, the npm packages), the bundle, and the browser
 //!   test alone.
-//! - `bench simulate | engine | server | artifacts | ui`: the benchmarks; figures go to
+//! - `bench simulate | engine | server | artifacts | fleet | ui`: the benchmarks; figures go to
 //!   `docs/benchmarks.md`.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | fuzz [--cases N] [--seed S] | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|ui>"
+                "usage: cargo xtask <demo | ci | fuzz [--cases N] [--seed S] | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|fleet|ui>"
             );
             std::process::exit(2);
         }

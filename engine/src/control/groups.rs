@@ -1,6 +1,7 @@
 //! Static thing groups: CreateThingGroup, DescribeThingGroup, ListThingGroups,
 //! UpdateThingGroup, DeleteThingGroup, AddThingToThingGroup, RemoveThingFromThingGroup and
-//! ListThingsInThingGroup. Dynamic groups (`queryString`) are not supported yet.
+//! ListThingsInThingGroup; dynamic groups: CreateDynamicThingGroup, UpdateDynamicThingGroup and
+//! DeleteDynamicThingGroup, whose queries the engine evaluates ([`crate::query`]).
 
 use axum::Json;
 use axum::Router;
@@ -13,7 +14,9 @@ use serde_json::{Value, json};
 use super::jobs::{QueryMap, max_results, query_bool, query_long};
 use super::things::AttributePayload;
 use super::{AwsError, ControlState, after_name, body, epoch, name_page};
-use crate::jobs::{GroupScope, GroupUpdate, NewThingGroup};
+use crate::jobs::{
+    DynamicGroupUpdate, GroupScope, GroupUpdate, NewDynamicThingGroup, NewThingGroup,
+};
 use crate::model::Target;
 
 pub(super) fn router() -> Router<ControlState> {
@@ -37,6 +40,12 @@ pub(super) fn router() -> Router<ControlState> {
         .route(
             "/thing-groups/{thing_group_name}/things",
             get(list_things_in_thing_group),
+        )
+        .route(
+            "/dynamic-thing-groups/{thing_group_name}",
+            post(create_dynamic_thing_group)
+                .patch(update_dynamic_thing_group)
+                .delete(delete_dynamic_thing_group),
         )
 }
 
@@ -117,14 +126,22 @@ async fn describe_thing_group(
     if let Some(parent) = &group.parent_name {
         metadata["parentGroupName"] = json!(parent);
     }
-    Ok(Json(json!({
+    let mut output = json!({
         "thingGroupName": group.group_name,
         "thingGroupId": group.group_id.to_string(),
         "thingGroupArn": state.jobs.arns.thing_group(&group.group_name),
         "version": group.version,
         "thingGroupProperties": properties,
         "thingGroupMetadata": metadata,
-    })))
+    });
+    if let Some(query) = &group.query_string {
+        // The engine evaluates a query as it is stored, so a dynamic group is always ACTIVE.
+        output["queryString"] = json!(query);
+        output["indexName"] = json!(group.index_name);
+        output["queryVersion"] = json!(group.query_version);
+        output["status"] = json!("ACTIVE");
+    }
+    Ok(Json(output))
 }
 
 /// ListThingGroups in name order. Without `parentGroup`, every group is listed, or only the
@@ -208,8 +225,8 @@ async fn delete_thing_group(
 }
 
 /// The body of AddThingToThingGroup and RemoveThingFromThingGroup: each of the group and the
-/// thing by name or by ARN. `overrideDynamicGroups` is ignored: there are no dynamic groups
-/// to override yet.
+/// thing by name or by ARN. `overrideDynamicGroups` is ignored: it concerns AWS's limit on
+/// the groups a thing is in, which the engine does not enforce.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MembershipRequest {
@@ -311,4 +328,104 @@ async fn list_things_in_thing_group(
         output["nextToken"] = json!(token);
     }
     Ok(Json(output))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateDynamicThingGroupRequest {
+    #[serde(default)]
+    thing_group_properties: ThingGroupProperties,
+    index_name: Option<String>,
+    query_string: Option<String>,
+    query_version: Option<String>,
+}
+
+/// Tags are accepted and ignored, as for static groups.
+async fn create_dynamic_thing_group(
+    State(state): State<ControlState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, AwsError> {
+    let request: CreateDynamicThingGroupRequest = body(&bytes)?;
+    let Some(query_string) = request.query_string else {
+        return Err(AwsError::invalid("queryString is required"));
+    };
+    let properties = request.thing_group_properties;
+    let group = state
+        .jobs
+        .create_dynamic_thing_group(NewDynamicThingGroup {
+            name,
+            description: properties.thing_group_description,
+            attributes: properties
+                .attribute_payload
+                .map(|p| p.attributes)
+                .unwrap_or_default(),
+            query_string,
+            index_name: request.index_name,
+            query_version: request.query_version,
+        })
+        .await?;
+    Ok(Json(json!({
+        "thingGroupName": group.group_name,
+        "thingGroupArn": state.jobs.arns.thing_group(&group.group_name),
+        "thingGroupId": group.group_id.to_string(),
+        "indexName": group.index_name,
+        "queryString": group.query_string,
+        "queryVersion": group.query_version,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateDynamicThingGroupRequest {
+    thing_group_properties: Option<ThingGroupProperties>,
+    expected_version: Option<i64>,
+    index_name: Option<String>,
+    query_string: Option<String>,
+    query_version: Option<String>,
+}
+
+async fn update_dynamic_thing_group(
+    State(state): State<ControlState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, AwsError> {
+    let request: UpdateDynamicThingGroupRequest = body(&bytes)?;
+    let Some(properties) = request.thing_group_properties else {
+        return Err(AwsError::invalid("thingGroupProperties is required"));
+    };
+    let (attributes, merge) = match properties.attribute_payload {
+        Some(payload) => (Some(payload.attributes), payload.merge),
+        None => (None, false),
+    };
+    let version = state
+        .jobs
+        .update_dynamic_thing_group(
+            &name,
+            DynamicGroupUpdate {
+                description: properties.thing_group_description,
+                attributes,
+                merge,
+                expected_version: request.expected_version,
+                query_string: request.query_string,
+                index_name: request.index_name,
+                query_version: request.query_version,
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+/// DeleteDynamicThingGroup has an empty output.
+async fn delete_dynamic_thing_group(
+    State(state): State<ControlState>,
+    Path(name): Path<String>,
+    Query(query): Query<QueryMap>,
+) -> Result<Json<Value>, AwsError> {
+    let expected_version = query_long(&query, "expectedVersion")?;
+    state
+        .jobs
+        .delete_dynamic_thing_group(&name, expected_version)
+        .await?;
+    Ok(Json(json!({})))
 }

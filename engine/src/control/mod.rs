@@ -99,6 +99,7 @@ impl From<ServiceError> for AwsError {
             ErrorKind::Conflict => (StatusCode::CONFLICT, "ConflictException"),
             ErrorKind::VersionMismatch => (StatusCode::CONFLICT, "VersionConflictException"),
             ErrorKind::LimitExceeded => (StatusCode::GONE, "LimitExceededException"),
+            ErrorKind::InvalidQuery => (StatusCode::BAD_REQUEST, "InvalidQueryException"),
             ErrorKind::InvalidStateTransition => {
                 (StatusCode::CONFLICT, "InvalidStateTransitionException")
             }

@@ -33,7 +33,8 @@ impl From<ErrorKind> for Code {
             ErrorKind::InvalidRequest
             | ErrorKind::ResourceAlreadyExists
             | ErrorKind::Conflict
-            | ErrorKind::LimitExceeded => Code::InvalidRequest,
+            | ErrorKind::LimitExceeded
+            | ErrorKind::InvalidQuery => Code::InvalidRequest,
             ErrorKind::ResourceNotFound => Code::ResourceNotFound,
             ErrorKind::VersionMismatch => Code::VersionMismatch,
             ErrorKind::InvalidStateTransition => Code::InvalidStateTransition,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::targets::{self, GROUP_TREE};
 use super::things::{check_attributes, check_version, updated_attributes};
-use super::{ErrorKind, Jobs, Result, ServiceError, check_thing_name, events};
+use super::{ErrorKind, Jobs, Result, ServiceError, check_thing_name, dynamic, events};
 use crate::model::valid_thing_name;
 
 /// How deep groups may nest (AWS's limit): a root group and six levels below it.
@@ -30,10 +30,14 @@ pub struct ThingGroupRow {
     pub attributes: Value,
     pub version: i64,
     pub created_at: DateTime<Utc>,
+    /// A dynamic group's fleet-indexing query; `None` for a static group.
+    pub query_string: Option<String>,
+    pub index_name: Option<String>,
+    pub query_version: Option<String>,
 }
 
-const GROUP_COLUMNS: &str =
-    "group_name, group_id, parent_name, description, attributes, version, created_at";
+pub(super) const GROUP_COLUMNS: &str = "group_name, group_id, parent_name, description, attributes, \
+     version, created_at, query_string, index_name, query_version";
 
 /// What CreateThingGroup needs.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +59,7 @@ pub struct GroupUpdate {
     pub expected_version: Option<i64>,
 }
 
-fn check_group_name(name: &str) -> Result<()> {
+pub(super) fn check_group_name(name: &str) -> Result<()> {
     if valid_thing_name(name) {
         Ok(())
     } else {
@@ -66,7 +70,7 @@ fn check_group_name(name: &str) -> Result<()> {
 }
 
 /// AWS's `ThingGroupDescription`: at most 2028 printable characters.
-fn check_description(description: &Option<String>) -> Result<()> {
+pub(super) fn check_description(description: &Option<String>) -> Result<()> {
     match description {
         Some(d) if d.chars().count() > 2028 || d.chars().any(char::is_control) => {
             Err(ServiceError::invalid(
@@ -77,7 +81,7 @@ fn check_description(description: &Option<String>) -> Result<()> {
     }
 }
 
-fn group_not_found(name: &str) -> ServiceError {
+pub(super) fn group_not_found(name: &str) -> ServiceError {
     ServiceError::not_found(format!("Thing group {name} not found"))
 }
 
@@ -129,6 +133,18 @@ impl Jobs {
             .bind(parent)
             .fetch_one(&mut *tx)
             .await?;
+            let dynamic_parent: bool = sqlx::query_scalar(
+                "select exists (select 1 from engine.thing_groups
+                                where group_name = $1 and query_string is not null)",
+            )
+            .bind(parent)
+            .fetch_one(&mut *tx)
+            .await?;
+            if dynamic_parent {
+                return Err(ServiceError::invalid(format!(
+                    "{parent} is a dynamic thing group, which cannot have child groups"
+                )));
+            }
             match depth {
                 None => {
                     return Err(ServiceError::invalid(format!(
@@ -161,7 +177,8 @@ impl Jobs {
             return Ok(group);
         }
         let existing = self.thing_group(&new.name).await?;
-        if existing.parent_name == new.parent
+        if existing.query_string.is_none()
+            && existing.parent_name == new.parent
             && existing.description == new.description
             && existing.attributes == attributes
         {
@@ -316,12 +333,17 @@ impl Jobs {
         .bind(name)
         .fetch_all(&mut *tx)
         .await?;
-        // The memberships go with the group (on delete cascade).
+        // The memberships go with the group (on delete cascade); the members' dynamic groups
+        // may have looked at it (thingGroupNames).
         sqlx::query("delete from engine.thing_groups where group_name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        self.finish_membership_change(tx, &members).await?;
+        let mut changed = dynamic::refresh_things(&mut tx, &members).await?;
+        changed.extend(members);
+        changed.sort();
+        changed.dedup();
+        self.finish_membership_change(tx, &changed).await?;
         tracing::info!(group = %name, "deleted thing group {name}");
         Ok(())
     }
@@ -341,16 +363,22 @@ impl Jobs {
         check_thing_name(thing)?;
         let mut tx = self.pool.begin().await?;
         targets::lock_membership(&mut tx).await?;
-        let (group_exists, thing_exists): (bool, bool) = sqlx::query_as(
-            "select exists (select 1 from engine.thing_groups where group_name = $1),
+        let (dynamic, thing_exists): (Option<bool>, bool) = sqlx::query_as(
+            "select (select query_string is not null from engine.thing_groups where group_name = $1),
                     exists (select 1 from engine.things where thing_name = $2)",
         )
         .bind(group)
         .bind(thing)
         .fetch_one(&mut *tx)
         .await?;
-        if !group_exists {
-            return Err(group_not_found(group));
+        match dynamic {
+            None => return Err(group_not_found(group)),
+            Some(true) => {
+                return Err(ServiceError::invalid(format!(
+                    "{group} is a dynamic thing group: its query decides its members"
+                )));
+            }
+            Some(false) => {}
         }
         if !thing_exists {
             return Err(ServiceError::not_found(format!("Thing {thing} not found")));
@@ -373,7 +401,11 @@ impl Jobs {
             > 0;
         if changed {
             tracing::info!(group = %group, thing = %thing, add, "thing {thing} {} group {group}", if add { "joined" } else { "left" });
-            self.finish_membership_change(tx, &[thing.to_owned()]).await
+            let mut changed = dynamic::refresh_things(&mut tx, &[thing.to_owned()]).await?;
+            changed.push(thing.to_owned());
+            changed.sort();
+            changed.dedup();
+            self.finish_membership_change(tx, &changed).await
         } else {
             tx.commit().await?;
             Ok(())
@@ -382,11 +414,16 @@ impl Jobs {
 
     /// Brings continuous jobs in step with the changed membership of `things`, commits, and
     /// tells the devices and event subscribers what changed.
-    async fn finish_membership_change(
+    pub(super) async fn finish_membership_change(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         things: &[String],
     ) -> Result<()> {
+        if things.is_empty() {
+            // Nothing changed: no continuous job needs looking at (or locking).
+            tx.commit().await?;
+            return Ok(());
+        }
         let before = self.next_pending(&mut tx, things).await?;
         let reconciled = targets::reconcile_continuous(&mut tx, &self.arns, things).await?;
         tx.commit().await?;

@@ -9,12 +9,14 @@
 mod admin;
 pub mod cron;
 mod device;
+mod dynamic;
 mod event_config;
 mod events;
 mod executions;
 mod groups;
 pub mod job_config;
 mod rollout;
+mod shadows;
 mod targets;
 pub mod templates;
 mod things;
@@ -30,6 +32,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub use admin::{ExecutionDetail, JobFilter, PageToken, check_job_id, check_thing_name};
+pub use dynamic::{DynamicGroupUpdate, NewDynamicThingGroup};
 pub use event_config::{EVENT_TYPES, EventConfigurations};
 pub use groups::{GroupScope, GroupUpdate, NewThingGroup, ThingGroupRow};
 pub use things::{ThingFilter, ThingUpdate};
@@ -59,6 +62,8 @@ pub enum ErrorKind {
     InvalidStateTransition,
     /// A quota, such as the targets of a job, would be exceeded.
     LimitExceeded,
+    /// A fleet-indexing query the engine does not accept (`InvalidQueryException`).
+    InvalidQuery,
     Internal,
 }
 
@@ -290,6 +295,9 @@ impl Jobs {
         }
         things::check_attributes(&attributes)?;
         let attributes = json!(attributes);
+        // A new thing may belong to dynamic groups at once: a membership change.
+        let mut tx = self.pool.begin().await?;
+        targets::lock_membership_shared(&mut tx).await?;
         let inserted: Option<ThingRow> = sqlx::query_as(
             "insert into engine.things (thing_name, thing_id, thing_type_name, attributes)
              values ($1, $2, $3, $4) on conflict (thing_name) do nothing
@@ -299,11 +307,15 @@ impl Jobs {
         .bind(uuid::Uuid::new_v4())
         .bind(&thing_type_name)
         .bind(&attributes)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(thing) = inserted {
+            let changed =
+                dynamic::refresh_things(&mut tx, std::slice::from_ref(&thing.thing_name)).await?;
+            self.finish_membership_change(tx, &changed).await?;
             return Ok(thing);
         }
+        tx.rollback().await?;
         let existing = self.thing(name).await?.ok_or_else(|| {
             ServiceError::new(ErrorKind::Internal, "thing vanished during creation")
         })?;
@@ -654,7 +666,7 @@ impl Jobs {
 
 /// AWS's attribute rules: names `[a-zA-Z0-9_.,@/:#-]{1,128}`, values `[a-zA-Z0-9_.,@/:#=\[\]-]*`
 /// up to 800 characters.
-fn valid_attribute(name: &str, value: &str) -> bool {
+pub fn valid_attribute(name: &str, value: &str) -> bool {
     (1..=128).contains(&name.len())
         && name
             .bytes()
@@ -666,10 +678,10 @@ fn valid_attribute(name: &str, value: &str) -> bool {
 }
 
 impl Jobs {
-    /// Whether a publish is a request to the Jobs device API, which the broker hands to
-    /// [`Jobs::handle_device_request`] instead of routing it.
+    /// Whether a publish is a request to the Jobs device API or the Device Shadow service,
+    /// which the broker hands to [`Jobs::handle_device_request`].
     pub fn is_device_request(topic: &str) -> bool {
-        device::is_jobs_request(topic)
+        device::is_jobs_request(topic) || shadows::is_shadow_request(topic)
     }
 
     /// Handles one device request and publishes its reply. The broker calls it before reading
@@ -680,7 +692,11 @@ impl Jobs {
         topic: &str,
         payload: bytes::Bytes,
     ) {
-        device::handle(self, identity, topic, payload).await
+        if shadows::is_shadow_request(topic) {
+            self.handle_shadow_request(identity, topic, payload).await
+        } else {
+            device::handle(self, identity, topic, payload).await
+        }
     }
 }
 

@@ -37,6 +37,19 @@ pub(super) async fn lock_membership(tx: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// Takes the membership lock in shared mode for the rest of the transaction: for changes of
+/// one thing's attributes (CreateThing, UpdateThing), which may move that thing in or out of
+/// dynamic groups. They exclude every other membership change and group-targeted CreateJob
+/// (which take the lock exclusively) but not each other; two of them on one thing serialize
+/// on its row.
+pub(super) async fn lock_membership_shared(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query("select pg_advisory_xact_lock_shared($1)")
+        .bind(MEMBERSHIP_LOCK)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// Target ARNs split into thing names and group names, each sorted and deduplicated.
 #[derive(Debug, Default)]
 struct ParsedTargets {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     EXECUTION_COLUMNS, ErrorKind, ExecutionRow, Jobs, Result, ServiceError, ThingRow,
-    check_thing_name, complete_if_done, events, targets, valid_attribute,
+    check_thing_name, complete_if_done, dynamic, events, targets, valid_attribute,
 };
 
 /// What ListThings filters on.
@@ -133,6 +133,9 @@ impl Jobs {
             check_attributes(attributes)?;
         }
         let mut tx = self.pool.begin().await?;
+        // New attributes may move the thing in or out of dynamic groups: a membership change,
+        // so the membership lock comes first (before the thing's row, as DeleteThing takes them).
+        targets::lock_membership_shared(&mut tx).await?;
         let current: ThingRow = sqlx::query_as(
             "select thing_name, thing_id, thing_type_name, attributes, version
              from engine.things where thing_name = $1 for update",
@@ -153,7 +156,7 @@ impl Jobs {
         let thing_type_name = if update.remove_thing_type {
             None
         } else {
-            update.thing_type_name.or(current.thing_type_name)
+            update.thing_type_name.or(current.thing_type_name.clone())
         };
         let updated: ThingRow = sqlx::query_as(
             "update engine.things set thing_type_name = $2, attributes = $3, version = version + 1
@@ -165,7 +168,14 @@ impl Jobs {
         .bind(&attributes)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
+        let changed = if updated.attributes != current.attributes
+            || updated.thing_type_name != current.thing_type_name
+        {
+            dynamic::refresh_things(&mut tx, &[name.to_owned()]).await?
+        } else {
+            Vec::new()
+        };
+        self.finish_membership_change(tx, &changed).await?;
         tracing::info!(thing = %name, version = updated.version, "updated thing {name} to version {}", updated.version);
         Ok(updated)
     }

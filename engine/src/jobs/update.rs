@@ -99,6 +99,10 @@ impl Jobs {
             check_comment(comment)?;
         }
         let mut tx = self.pool.begin().await?;
+        // The membership lock before the job's row: membership changes take it first and then
+        // lock continuous jobs, so taking it after the job (when a target is a group) could
+        // deadlock with them.
+        super::targets::lock_membership(&mut tx).await?;
         let job = lock_job(&mut tx, job_id).await?;
         if job.target_selection != "CONTINUOUS" {
             return Err(ServiceError::invalid(format!(

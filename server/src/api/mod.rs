@@ -5,6 +5,8 @@
 //!   cancel and delete jobs; page, cancel and retry their executions.
 //! - [`job_history`]: a job's failure reasons and its executions per state over time.
 //! - [`fleet`]: things and thing groups.
+//! - [`devices`]: the fleet inventory: device search, device pages, software distribution.
+//! - [`registry`]: registering devices (one, or a CSV file), bundles, revocation, groups.
 //! - [`templates`]: versioned job templates with typed parameters.
 //! - [`artifacts`]: uploads, verified and signed artifacts, deployments; the signing key.
 //! - [`crate::rollouts::routes`]: staged rollouts (`/rollouts`).
@@ -13,6 +15,7 @@
 //! - [`openapi`]: `GET /openapi.json`, the OpenAPI document generated from these handlers.
 
 pub(crate) mod artifacts;
+pub mod devices;
 mod error;
 mod fleet;
 mod job_history;
@@ -20,6 +23,7 @@ pub(crate) mod job_options;
 pub(crate) mod jobs;
 pub mod openapi;
 mod projection_reads;
+mod registry;
 pub(crate) mod templates;
 
 use axum::extract::{FromRequest, Query, Request, State};
@@ -43,6 +47,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::router())
         .merge(job_history::router())
         .merge(fleet::router())
+        .merge(devices::router())
+        .merge(registry::router())
         .merge(templates::router())
         .merge(artifacts::router())
         .merge(crate::rollouts::routes::router())

@@ -67,6 +67,32 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/things/{thing_name}", At(Viewer)),
     ("GET", "/api/v1/thing-groups", At(Viewer)),
     ("GET", "/api/v1/thing-groups/{group_name}", At(Viewer)),
+    // The inventory.
+    ("GET", "/api/v1/devices", At(Viewer)),
+    ("GET", "/api/v1/devices/{thing_name}", At(Viewer)),
+    ("GET", "/api/v1/software-versions", At(Viewer)),
+    ("POST", "/api/v1/devices", At(Operator)),
+    ("POST", "/api/v1/devices/import", At(Operator)),
+    (
+        "GET",
+        "/api/v1/devices/{thing_name}/certificates",
+        At(Viewer),
+    ),
+    ("POST", "/api/v1/devices/{thing_name}/revoke", At(Operator)),
+    // A bundle holds a device's private key: whoever registered devices fetches it.
+    ("GET", "/api/v1/device-bundles/{token}", At(Operator)),
+    ("POST", "/api/v1/thing-groups", At(Operator)),
+    ("DELETE", "/api/v1/thing-groups/{group_name}", At(Operator)),
+    (
+        "POST",
+        "/api/v1/thing-groups/{group_name}/members",
+        At(Operator),
+    ),
+    (
+        "DELETE",
+        "/api/v1/thing-groups/{group_name}/members/{thing_name}",
+        At(Operator),
+    ),
     // Templates.
     ("GET", "/api/v1/templates", At(Viewer)),
     ("POST", "/api/v1/templates", At(Operator)),

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Login {
 }
 
 impl EventSource {
-    fn options(&self) -> MqttOptions {
+    pub(crate) fn options(&self) -> MqttOptions {
         let client_id = format!(
             "{}{}",
             self.client_id_prefix,

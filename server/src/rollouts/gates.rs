@@ -75,11 +75,12 @@ pub(crate) fn validate(gates: &Gates, field: &str, problems: &mut Problems) {
     );
     if let Some(check) = &gates.health_check {
         problems.check(
-            (1..=128).contains(&check.attribute.len())
-                && check
-                    .attribute
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b)),
+            check.source == flotilla_api::HealthSource::Shadow
+                || (1..=128).contains(&check.attribute.len())
+                    && check
+                        .attribute
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b)),
             &format!("{field}.health_check.attribute"),
             || "must be a thing attribute name (1-128 of letters, digits and _.,@/:#-)".into(),
         );
@@ -210,6 +211,7 @@ mod tests {
             health_check: Some(HealthCheck {
                 attribute: "firmwareVersion".into(),
                 within_minutes: 10,
+                source: Default::default(),
             }),
             ..Gates::default()
         };

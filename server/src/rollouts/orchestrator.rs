@@ -253,8 +253,15 @@ impl Orchestrator {
             }
             "verifying" => {
                 if let Some(check) = &gates.health_check {
-                    self.check_health(tx, rollout, wave.number, &check.attribute)
-                        .await?;
+                    match check.source {
+                        flotilla_api::HealthSource::Attribute => {
+                            self.check_health(tx, rollout, wave.number, &check.attribute)
+                                .await?;
+                        }
+                        flotilla_api::HealthSource::Shadow => {
+                            check_reported_health(tx, rollout, wave.number, self.now()).await?;
+                        }
+                    }
                 }
                 let tally = model::tally(tx, &rollout.rollout_id, wave.number).await?;
                 let finished_at = wave.finished_at.unwrap_or(now);
@@ -779,4 +786,28 @@ pub fn wave_job_id(rollout_id: &str, number: i32) -> String {
 /// The rollback job of a rollout.
 pub fn rollback_job_id(rollout_id: &str) -> String {
     format!("{rollout_id}-rollback")
+}
+
+/// The health check on the `flotilla` shadow: records the wave's succeeded things whose
+/// reported software version (in the inventory) is the release's.
+async fn check_reported_health(
+    tx: &mut PgConnection,
+    rollout: &RolloutRow,
+    wave: i32,
+    now: DateTime<Utc>,
+) -> Result<(), StepError> {
+    sqlx::query(
+        "update server.rollout_things t set healthy_at = $4
+         from server.job_executions e, server.devices d
+         where t.rollout_id = $1 and t.wave = $2 and t.healthy_at is null
+           and e.job_id = t.job_id and e.thing_name = t.thing_name and e.status = 'SUCCEEDED'
+           and d.thing_name = t.thing_name and d.installed_version = $3",
+    )
+    .bind(&rollout.rollout_id)
+    .bind(wave)
+    .bind(&rollout.release.version)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
