@@ -514,8 +514,24 @@ fn presence_event(live: &LiveSession, event_type: &str, version: u64) -> serde_j
 }
 
 /// Whether the client ended the connection, and AWS IoT's `disconnectReason` for `reason`.
+///
+/// rmqtt hands the hook the reasons it recorded for the session (`Reason::Reasons`): a
+/// DISCONNECT packet among them means the client ended the connection; otherwise the first
+/// one decides.
 fn disconnect_reason(reason: &Reason) -> (bool, &'static str) {
     match reason {
+        Reason::Reasons(reasons) => {
+            if reasons
+                .iter()
+                .any(|r| matches!(r, Reason::ConnectDisconnect(_)))
+            {
+                (true, "CLIENT_INITIATED_DISCONNECT")
+            } else {
+                reasons
+                    .first()
+                    .map_or((false, "SERVER_INITIATED_DISCONNECT"), disconnect_reason)
+            }
+        }
         Reason::ConnectDisconnect(_) => (true, "CLIENT_INITIATED_DISCONNECT"),
         Reason::ConnectKicked(_) => (false, "DUPLICATE_CLIENTID"),
         Reason::ConnectKeepaliveTimeout => (false, "MQTT_KEEP_ALIVE_TIMEOUT"),
@@ -827,6 +843,15 @@ mod tests {
         assert_eq!(
             disconnect_reason(&Reason::ConnectKeepaliveTimeout),
             (false, "MQTT_KEEP_ALIVE_TIMEOUT")
+        );
+        // As rmqtt reports a DISCONNECT packet, and a dropped connection.
+        assert_eq!(
+            disconnect_reason(&Reason::Reasons(vec![Reason::ConnectDisconnect(None)])),
+            (true, "CLIENT_INITIATED_DISCONNECT")
+        );
+        assert_eq!(
+            disconnect_reason(&Reason::Reasons(vec![Reason::ConnectRemoteClose])),
+            (false, "CONNECTION_LOST")
         );
     }
 }

@@ -374,11 +374,17 @@ async fn a_clean_disconnect_and_a_reconnect_publish_lifecycle_events_like_aws() 
             .expect("a session identifier")
             .to_owned();
 
-        // A DISCONNECT packet ends the session as the client's own doing.
+        // A DISCONNECT packet, then the socket closes (as clients do after it).
         client.disconnect().await.expect("DISCONNECT");
-        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await
-        {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("the DISCONNECT was not sent within 10 s"),
+            }
         }
+        drop(eventloop);
         let disconnected = next_on(
             &mut presence,
             "$aws/events/presence/disconnected/presence-1",
