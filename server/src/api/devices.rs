@@ -234,7 +234,7 @@ pub async fn search(
 }
 
 /// `GET /devices`: a page of the inventory, filtered.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "inventory",
+#[utoipa::path(get, path = "/api/v1/devices", operation_id = "list_devices", tag = "inventory",
     params(("name" = Option<String>, Query, description = "Only names that start with this"),
         ("attr.{name}" = Option<String>, Query,
             description = "Only devices whose attribute `name` has this value; repeatable with other names"),
@@ -265,7 +265,7 @@ type ExecutionRow = (
 
 /// `GET /devices/{thing_name}`: one device with its connectivity history, installed versions
 /// over time and job executions.
-#[utoipa::path(get, path = "/api/v1/devices/{thing_name}", tag = "inventory",
+#[utoipa::path(get, path = "/api/v1/devices/{thing_name}", operation_id = "device_detail", tag = "inventory",
     params(("thing_name" = String, Path, description = "The device (thing)")),
     responses((status = 200, description = "The device", body = DeviceDetail), ApiError))]
 pub(super) async fn detail(
@@ -350,7 +350,7 @@ pub(super) async fn detail(
 
 /// `GET /software-versions?group=`: how many devices (and how many of them online) run each
 /// version, in the whole fleet or in one group (with its subgroups).
-#[utoipa::path(get, path = "/api/v1/software-versions", tag = "inventory",
+#[utoipa::path(get, path = "/api/v1/software-versions", operation_id = "software_versions", tag = "inventory",
     params(("group" = Option<String>, Query, description = "Only this group and the groups below it")),
     responses((status = 200, description = "Devices per installed version", body = SoftwareDistribution), ApiError))]
 pub(super) async fn software_versions(

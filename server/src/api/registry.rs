@@ -379,7 +379,7 @@ async fn endpoint(state: &AppState) -> Result<(String, u16), ApiError> {
 }
 
 /// `POST /devices`: registers a device and hands out a one-time bundle.
-#[utoipa::path(post, path = "/api/v1/devices", tag = "inventory", request_body = RegisterDevice,
+#[utoipa::path(post, path = "/api/v1/devices", operation_id = "register_device", tag = "inventory", request_body = RegisterDevice,
     responses((status = 201, description = "Registered; fetch the bundle once", body = RegisteredDevice), ApiError))]
 pub(super) async fn register(
     State(state): State<AppState>,
@@ -577,7 +577,7 @@ fn import_rows(text: &str) -> Result<Vec<(usize, RegisterDevice)>, Vec<FieldErro
 /// with a bad row, a duplicate name, an unknown group or an already registered name is
 /// refused with every problem by line and nothing is registered; otherwise each row's result
 /// is reported.
-#[utoipa::path(post, path = "/api/v1/devices/import", tag = "inventory",
+#[utoipa::path(post, path = "/api/v1/devices/import", operation_id = "import_devices", tag = "inventory",
     request_body(content = String, content_type = "text/csv", description = "The devices, one per line after a header line"),
     responses((status = 200, description = "Each row's result, in file order", body = ImportResult), ApiError))]
 pub(super) async fn import(
@@ -678,7 +678,7 @@ pub(super) async fn import(
 }
 
 /// `GET /device-bundles/{token}`: the bundle, once; afterwards (or after a day) it is gone.
-#[utoipa::path(get, path = "/api/v1/device-bundles/{token}", tag = "inventory",
+#[utoipa::path(get, path = "/api/v1/device-bundles/{token}", operation_id = "device_bundle", tag = "inventory",
     params(("token" = String, Path, description = "The registration's bundle token")),
     responses((status = 200, description = "The device's credentials and agent configuration", body = DeviceBundle), ApiError))]
 pub(super) async fn bundle(
@@ -743,7 +743,7 @@ async fn thing_certificates(
 }
 
 /// `GET /devices/{thing_name}/certificates`: the device's certificates (from IoT).
-#[utoipa::path(get, path = "/api/v1/devices/{thing_name}/certificates", tag = "inventory",
+#[utoipa::path(get, path = "/api/v1/devices/{thing_name}/certificates", operation_id = "device_certificates", tag = "inventory",
     params(("thing_name" = String, Path, description = "The device (thing)")),
     responses((status = 200, description = "The device's certificates", body = DeviceCertificates), ApiError))]
 pub(super) async fn certificates(
@@ -757,7 +757,7 @@ pub(super) async fn certificates(
 
 /// `POST /devices/{thing_name}/revoke`: revokes every certificate of the device, which then
 /// cannot connect with them.
-#[utoipa::path(post, path = "/api/v1/devices/{thing_name}/revoke", tag = "inventory",
+#[utoipa::path(post, path = "/api/v1/devices/{thing_name}/revoke", operation_id = "revoke_device", tag = "inventory",
     params(("thing_name" = String, Path, description = "The device (thing)")),
     responses((status = 200, description = "The device's certificates after revocation", body = DeviceCertificates), ApiError))]
 pub(super) async fn revoke(
@@ -783,7 +783,7 @@ pub(super) async fn revoke(
 
 /// `POST /thing-groups`: a static group, or a dynamic one when `query` is given. The query is
 /// checked against the query language the dashboard offers before IoT sees it.
-#[utoipa::path(post, path = "/api/v1/thing-groups", tag = "fleet", request_body = CreateGroup,
+#[utoipa::path(post, path = "/api/v1/thing-groups", operation_id = "create_thing_group", tag = "fleet", request_body = CreateGroup,
     responses((status = 201, description = "Created", body = CreateGroup), ApiError))]
 pub(super) async fn create_group(
     State(state): State<AppState>,
@@ -876,7 +876,7 @@ pub(super) async fn create_group(
 
 /// `DELETE /thing-groups/{group_name}`: refused while a job that has not finished targets
 /// it, or while it has child groups.
-#[utoipa::path(delete, path = "/api/v1/thing-groups/{group_name}", tag = "fleet",
+#[utoipa::path(delete, path = "/api/v1/thing-groups/{group_name}", operation_id = "delete_thing_group", tag = "fleet",
     params(("group_name" = String, Path, description = "The thing group")),
     responses((status = 204, description = "Deleted"), ApiError))]
 pub(super) async fn delete_group(
@@ -930,7 +930,7 @@ pub(super) async fn delete_group(
 
 /// `POST /thing-groups/{group_name}/members`: adds the named things and every device a search
 /// finds (at most 10,000). Unknown things are refused by name before anything changes.
-#[utoipa::path(post, path = "/api/v1/thing-groups/{group_name}/members", tag = "fleet",
+#[utoipa::path(post, path = "/api/v1/thing-groups/{group_name}/members", operation_id = "add_group_members", tag = "fleet",
     params(("group_name" = String, Path, description = "A static thing group")),
     request_body = AddMembers,
     responses((status = 200, description = "The things added", body = MembersChanged), ApiError))]
@@ -1035,7 +1035,7 @@ pub(super) async fn add_members(
 }
 
 /// `DELETE /thing-groups/{group_name}/members/{thing_name}`.
-#[utoipa::path(delete, path = "/api/v1/thing-groups/{group_name}/members/{thing_name}", tag = "fleet",
+#[utoipa::path(delete, path = "/api/v1/thing-groups/{group_name}/members/{thing_name}", operation_id = "remove_group_member", tag = "fleet",
     params(("group_name" = String, Path, description = "A static thing group"),
         ("thing_name" = String, Path, description = "A member")),
     responses((status = 204, description = "Removed (or was not a member)"), ApiError))]
