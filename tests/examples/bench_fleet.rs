@@ -3,8 +3,8 @@
 //!
 //! The fleet: 100,000 devices, each with a `site` attribute (one of 200) and a `hw` attribute
 //! (one of 4), in one site group below a country group below a region group (so each device
-//! row holds three groups), 60 % online, five installed versions, a last job outcome for
-//! most. Searches go through the server's own search ([`flotilla_server::api::devices`]), the
+//! row holds three groups), 60 % online (of every site), five installed versions, a last job
+//! outcome for most; the columns vary independently of each other. Searches go through the server's own search ([`flotilla_server::api::devices`]), the
 //! statement the API runs, with a first page of 50; p50/p99 over 300 searches with random
 //! values each:
 //!
@@ -66,11 +66,11 @@ async fn seed(pool: &sqlx::PgPool) -> Result<()> {
                 array['country-' || lpad((n % 200 % 20)::text, 2, '0'),
                       'region-' || (n % 200 % 4),
                       'site-' || lpad((n % 200)::text, 3, '0')],
-                (n * 7919) % 10 < 6, now() - (n % 1000) * interval '1 minute',
+                (n / 200) % 10 < 6, now() - (n % 1000) * interval '1 minute',
                 (array['1.0.0','1.1.0','2.0.0','2.0.1','2.1.0'])[1 + (n * 31) % 5], '0.1.0', now(),
                 case when n % 10 = 0 then null else 'job-' || (n % 17) end,
                 case when n % 10 = 0 then null
-                     else (array['SUCCEEDED','SUCCEEDED','SUCCEEDED','FAILED','TIMED_OUT'])[1 + (n * 13) % 5] end,
+                     else (array['SUCCEEDED','SUCCEEDED','SUCCEEDED','FAILED','TIMED_OUT'])[1 + (n / 7) % 5] end,
                 case when n % 10 = 0 then null else now() end
          from generate_series(1, $1) as n",
     )
