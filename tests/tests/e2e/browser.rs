@@ -47,9 +47,8 @@ async fn get(app: &TestApp, path: &str) -> Value {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_dashboard_works_in_chromium() {
-    let root = root();
+/// The bundle, the npm packages and Chromium that `cargo xtask browser` provides.
+fn assert_browser_tools_present(root: &std::path::Path) {
     for (needed, how) in [
         (
             root.join("static/pkg/flotilla_frontend_bg.wasm"),
@@ -67,6 +66,12 @@ async fn the_dashboard_works_in_chromium() {
             needed.display()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_works_in_chromium() {
+    let root = root();
+    assert_browser_tools_present(&root);
     let app = TestApp::start(30).await;
     post(
         &app,
@@ -148,13 +153,7 @@ async fn hostile_text_is_inert_in_chromium() {
     use rumqttc::{AsyncClient, MqttOptions, QoS};
 
     let root = root();
-    assert!(
-        root.join("static/pkg/flotilla_frontend_bg.wasm").exists()
-            && root
-                .join("tests/browser/node_modules/playwright-core")
-                .exists(),
-        "run `cargo xtask browser` first"
-    );
+    assert_browser_tools_present(&root);
     let app = TestApp::start_with(0, &["xss-1"]).await;
     // Thing names are AWS's pattern: markup cannot be one.
     let refused = app
@@ -229,5 +228,65 @@ async fn hostile_text_is_inert_in_chromium() {
         status.success(),
         "hostile text ran or rendered as markup: {status}"
     );
+    app.stop().await;
+}
+
+/// Signing in through a real OpenID provider (oidc-provider-mock) in Chromium: the page offers
+/// only a sign-in, the provider's code flow brings the browser back with a session, the
+/// session cancels a job (with the CSRF token the page got from `/api/v1/me`) and signs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_through_the_provider_in_chromium() {
+    use flotilla_server::auth::{AuthConfig, AuthMode, oidc::OidcConfig, oidc::SecretString};
+
+    let root = root();
+    assert_browser_tools_present(&root);
+    let provider = crate::helpers::OpenIdProvider::start(&[
+        json!({"sub": "olga", "email": "olga@example.com", "groups": ["flotilla-operators"]}),
+    ])
+    .await;
+    let listen = crate::helpers::free_loopback_addr();
+    let oidc = OidcConfig {
+        issuer: provider.issuer.clone(),
+        client_id: "flotilla".into(),
+        client_secret: Some(SecretString("s3cret".into())),
+        redirect_url: format!("http://{listen}/api/v1/auth/callback"),
+        scopes: vec!["email".into()],
+        groups_claim: "groups".into(),
+        post_logout_url: None,
+    };
+    let app = TestApp::start_configured(&["sso-1", "sso-2"], |config| {
+        config.listen = listen;
+        config.auth = AuthConfig {
+            mode: AuthMode::Oidc(oidc),
+            ..crate::helpers::proxy_auth()
+        };
+    })
+    .await;
+    // Made by an admin behind the trusted proxy; its executions stay queued (no devices).
+    post(
+        &app,
+        "/api/v1/jobs",
+        json!({"job_id": "sso-hang", "things": ["sso-1", "sso-2"],
+               "document": {"simulate": {"outcome": "HANG"}}}),
+    )
+    .await;
+
+    let status = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/sign_in.mjs"))
+        .current_dir(root.join("tests/browser"))
+        .env("FLOTILLA_URL", &app.base)
+        .env("FLOTILLA_SUB", "olga")
+        .status()
+        .await
+        .expect("starting node");
+    assert!(status.success(), "the sign-in suite failed: {status}");
+
+    let job = app.job("sso-hang").await.expect("the job");
+    assert_eq!(job.job.status.as_str(), "CANCELED");
+    let audit = get(&app, "/api/v1/audit?target=/api/v1/jobs/sso-hang/cancel").await;
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["actor"], "olga@example.com", "{audit}");
+    assert_eq!(entry["outcome"], "ok", "{audit}");
+    assert!(entry["request"].to_string().contains("signed in through SSO"), "{audit}");
     app.stop().await;
 }
