@@ -14,7 +14,7 @@ lock table server.audit_log in exclusive mode;
 
 alter table server.audit_log add column seq bigint, add column hash bytea;
 comment on column server.audit_log.seq is 'The entry''s place in the hash chain: 1, 2, 3 … without gaps, in the order entries were written.';
-comment on column server.audit_log.hash is 'sha256(the previous entry''s hash || this entry''s encoding); see migration 0014.';
+comment on column server.audit_log.hash is 'sha256(the previous entry''s hash || this entry''s encoding); see migration 0019.';
 
 create function server.audit_log_text(value text) returns bytea
 language sql immutable as $$
