@@ -287,6 +287,11 @@ async fn signing_in_through_the_provider_in_chromium() {
     let entry = &audit["entries"][0];
     assert_eq!(entry["actor"], "olga@example.com", "{audit}");
     assert_eq!(entry["outcome"], "ok", "{audit}");
-    assert!(entry["request"].to_string().contains("signed in through SSO"), "{audit}");
+    assert!(
+        entry["request"]
+            .to_string()
+            .contains("signed in through SSO"),
+        "{audit}"
+    );
     app.stop().await;
 }
