@@ -263,7 +263,11 @@ pub fn AuditPage() -> impl IntoView {
                     Err(e) => return notify(false, e.to_string()),
                 }
             }
-            match crate::ui::save_file("flotilla-audit.csv", "text/csv;charset=utf-8", &audit_csv(&all)) {
+            match crate::ui::save_file(
+                "flotilla-audit.csv",
+                "text/csv;charset=utf-8",
+                &audit_csv(&all),
+            ) {
                 Ok(()) => notify(true, format!("{} {}", tr("Entries exported:"), all.len())),
                 Err(e) => notify(false, format!("{e:?}")),
             }

@@ -3,16 +3,16 @@
 //! touch targets, quick actions on one device (retry, cancel, run a template, reboot).
 
 use flotilla_api::{
-    CancelExecution, CreateJob, Device, DeviceCertificates, DeviceDetail, JobDetail, RetriedExecution,
-    TemplateList, ThingDetail, ThingExecution, ThingList,
+    CancelExecution, CreateJob, Device, DeviceCertificates, DeviceDetail, JobDetail,
+    RetriedExecution, TemplateList, ThingDetail, ThingExecution, ThingList,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::json;
 
 use crate::api::{self, encode};
-use crate::jobs::{FAILED_STATUSES, ThingSummary};
 use crate::inventory::Connectivity;
+use crate::jobs::{FAILED_STATUSES, ThingSummary};
 use crate::live::{Live, visible_ticks};
 use crate::perm::Act;
 use crate::route::Route;
@@ -118,7 +118,11 @@ fn DeviceInventory(name: String) -> impl IntoView {
                     format!(
                         "{} {}",
                         tr("Certificates revoked:"),
-                        revoked.certificates.iter().filter(|c| c.status == "REVOKED").count()
+                        revoked
+                            .certificates
+                            .iter()
+                            .filter(|c| c.status == "REVOKED")
+                            .count()
                     ),
                 ),
                 Err(e) => notify(false, e.to_string()),

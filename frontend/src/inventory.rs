@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use flotilla_api::{
-    CreateGroup, Device, DeviceBundle, DeviceList, ImportResult, RegisterDevice,
-    RegisteredDevice, SoftwareDistribution, ThingGroupList,
+    CreateGroup, Device, DeviceBundle, DeviceList, ImportResult, RegisterDevice, RegisteredDevice,
+    SoftwareDistribution, ThingGroupList,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -57,7 +57,11 @@ pub struct Filters {
 /// first pair without a key or `=`.
 pub fn parse_pairs(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut pairs = BTreeMap::new();
-    for pair in text.split([';', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+    for pair in text
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         match pair.split_once('=') {
             Some((key, value)) if !key.trim().is_empty() => {
                 pairs.insert(key.trim().to_owned(), value.trim().to_owned());
@@ -71,7 +75,10 @@ pub fn parse_pairs(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// Names separated by commas, semicolons or spaces, each once, in the order given.
 pub fn parse_list(text: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for name in text.split([',', ';', ' ', '\n', '\t']).filter(|n| !n.is_empty()) {
+    for name in text
+        .split([',', ';', ' ', '\n', '\t'])
+        .filter(|n| !n.is_empty())
+    {
         if !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
         }
@@ -116,8 +123,12 @@ pub fn registration(
     if name.is_empty() {
         return Err(("name", "Enter the device's name."));
     }
-    let attributes = parse_pairs(attributes)
-        .map_err(|_| ("attributes", "Attributes are key=value pairs separated by ;"))?;
+    let attributes = parse_pairs(attributes).map_err(|_| {
+        (
+            "attributes",
+            "Attributes are key=value pairs separated by ;",
+        )
+    })?;
     let some = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
     Ok(RegisterDevice {
         name: name.to_owned(),
@@ -378,8 +389,9 @@ fn Distribution() -> impl IntoView {
                         <tbody>
                             {d.versions.into_iter().map(|v| {
                                 let percent = v.devices as f64 * 100.0 / total as f64;
+                                let key = v.version.clone().unwrap_or_default();
                                 view! {
-                                    <tr data-version=v.version.clone().unwrap_or_default()>
+                                    <tr data-version=key>
                                         <td>{match v.version {
                                             Some(version) => view! { <code>{version}</code> }.into_any(),
                                             None => view! { <span class="muted">{t("Never reported")}</span> }.into_any(),
@@ -443,7 +455,10 @@ fn RegisterForm() -> impl IntoView {
             match result {
                 Ok(device) => {
                     error.set(None);
-                    notify(true, format!("{} {}", tr("Device registered:"), device.name));
+                    notify(
+                        true,
+                        format!("{} {}", tr("Device registered:"), device.name),
+                    );
                     for field in [name, thing_type, attributes, groups, version] {
                         field.set(String::new());
                     }
@@ -526,8 +541,7 @@ fn ImportForm() -> impl IntoView {
                 .and_then(|v| v.as_string());
             let outcome = match text {
                 Some(text) => {
-                    api::post_text::<ImportResult>("/api/v1/devices/import", "text/csv", text)
-                        .await
+                    api::post_text::<ImportResult>("/api/v1/devices/import", "text/csv", text).await
                 }
                 None => Err(ApiError::new(tr("The file could not be read."))),
             };

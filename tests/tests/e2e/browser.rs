@@ -166,7 +166,14 @@ async fn the_dashboard_works_in_chromium() {
     );
     let group = get(&app, "/api/v1/thing-groups/ui-lab").await;
     assert_eq!(group["members"], json!(["ui-new-1"]), "{group}");
-    for page in ["overview", "rollout", "technician-device", "audit", "devices", "device"] {
+    for page in [
+        "overview",
+        "rollout",
+        "technician-device",
+        "audit",
+        "devices",
+        "device",
+    ] {
         for size in ["desktop", "tablet"] {
             let shot = shots.join(format!("{page}-{size}.png"));
             assert!(shot.is_file(), "{} was not written", shot.display());
@@ -319,6 +326,11 @@ async fn signing_in_through_the_provider_in_chromium() {
     let entry = &audit["entries"][0];
     assert_eq!(entry["actor"], "olga@example.com", "{audit}");
     assert_eq!(entry["outcome"], "ok", "{audit}");
-    assert!(entry["request"].to_string().contains("signed in through SSO"), "{audit}");
+    assert!(
+        entry["request"]
+            .to_string()
+            .contains("signed in through SSO"),
+        "{audit}"
+    );
     app.stop().await;
 }
