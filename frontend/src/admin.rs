@@ -4,7 +4,6 @@ use flotilla_api::artifacts::ArtifactList;
 use flotilla_api::{AuditEntry, AuditPage, SaveTemplate, Template, TemplateList};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast as _;
 
 use crate::api::{self, encode};
 use crate::i18n::Lang;
@@ -223,20 +222,6 @@ pub fn audit_csv(entries: &[AuditEntry]) -> String {
     out
 }
 
-/// Makes the browser save `text` as `file`.
-fn download(file: &str, text: &str) -> Result<(), wasm_bindgen::JsValue> {
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
-    let options = web_sys::BlobPropertyBag::new();
-    options.set_type("text/csv;charset=utf-8");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
-    let link: web_sys::HtmlAnchorElement = document().create_element("a")?.unchecked_into();
-    link.set_href(&url);
-    link.set_download(file);
-    link.click();
-    web_sys::Url::revoke_object_url(&url)
-}
-
 #[component]
 pub fn AuditPage() -> impl IntoView {
     let action = RwSignal::new(String::new());
@@ -278,7 +263,11 @@ pub fn AuditPage() -> impl IntoView {
                     Err(e) => return notify(false, e.to_string()),
                 }
             }
-            match download("flotilla-audit.csv", &audit_csv(&all)) {
+            match crate::ui::save_file(
+                "flotilla-audit.csv",
+                "text/csv;charset=utf-8",
+                &audit_csv(&all),
+            ) {
                 Ok(()) => notify(true, format!("{} {}", tr("Entries exported:"), all.len())),
                 Err(e) => notify(false, format!("{e:?}")),
             }

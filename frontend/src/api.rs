@@ -82,6 +82,28 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Ap
     read(response).await
 }
 
+/// `POST path` with a body of `content_type` (a CSV file, say), answered with JSON; with the
+/// session's CSRF token like [`post`].
+pub async fn post_text<T: DeserializeOwned>(
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> ApiResult<T> {
+    let mut request = Request::post(path)
+        .header("accept", "application/json")
+        .header("content-type", content_type);
+    if let Some(token) = CSRF_TOKEN.with(|cell| cell.borrow().clone()) {
+        request = request.header("x-csrf-token", &token);
+    }
+    let response = request
+        .body(body)
+        .map_err(|e| ApiError::new(format!("Could not encode the request: {e}")))?
+        .send()
+        .await
+        .map_err(unreachable)?;
+    read(response).await
+}
+
 /// `DELETE path`, answered with no content.
 pub async fn delete(path: &str) -> ApiResult<()> {
     let response = Request::delete(path)

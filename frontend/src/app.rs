@@ -8,7 +8,7 @@ use crate::i18n::Lang;
 use crate::perm::Role;
 use crate::route::Route;
 use crate::ui::{Ctx, SignIn, Theme, t};
-use crate::{admin, devices, jobs, live, overview, rollouts, wizard};
+use crate::{admin, devices, inventory, jobs, live, overview, rollouts, wizard};
 
 const THEME_KEY: &str = "flotilla.theme";
 const LANG_KEY: &str = "flotilla.lang";
@@ -257,7 +257,7 @@ pub fn App() -> impl IntoView {
                 Route::Job(id) => view! { <jobs::JobPage job_id=id /> }.into_any(),
                 Route::Rollout(id) => view! { <rollouts::RolloutPage rollout_id=id /> }.into_any(),
                 Route::New => wizard::Wizard().into_any(),
-                Route::Devices => devices::DevicesPage().into_any(),
+                Route::Devices => inventory::DevicesPage().into_any(),
                 Route::Device(name) => view! { <devices::DevicePage name /> }.into_any(),
                 Route::Tech(name) => view! { <devices::TechPage name /> }.into_any(),
                 Route::Templates => admin::TemplatesPage().into_any(),

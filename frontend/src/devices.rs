@@ -1,20 +1,22 @@
-//! Devices: search and detail with job history, and technician mode — device-first, large
+//! Devices: the device page (quick actions, the inventory's facts and histories, job history,
+//! revoking certificates), and technician mode — device-first, large
 //! touch targets, quick actions on one device (retry, cancel, run a template, reboot).
 
 use flotilla_api::{
-    CancelExecution, CreateJob, JobDetail, RetriedExecution, TemplateList, ThingDetail,
-    ThingExecution, ThingList,
+    CancelExecution, CreateJob, Device, DeviceCertificates, DeviceDetail, JobDetail,
+    RetriedExecution, TemplateList, ThingDetail, ThingExecution, ThingList,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::json;
 
 use crate::api::{self, encode};
+use crate::inventory::Connectivity;
 use crate::jobs::{FAILED_STATUSES, ThingSummary};
-use crate::live::Live;
+use crate::live::{Live, visible_ticks};
 use crate::perm::Act;
 use crate::route::Route;
-use crate::ui::{Confirm, Reason, loaded, may, notify, t, tr};
+use crate::ui::{Confirm, Pill, Reason, format_time, loaded, may, notify, t, tr};
 
 /// The AWS-Reboot managed template's document: the agent (and the simulator) run `reboot.sh`.
 pub fn reboot_document() -> serde_json::Value {
@@ -66,51 +68,6 @@ async fn search(prefix: String) -> api::ApiResult<ThingList> {
     api::get(&url).await
 }
 
-#[component]
-pub fn DevicesPage() -> impl IntoView {
-    let query = RwSignal::new(String::new());
-    let things = LocalResource::new(move || search(query.get()));
-    view! {
-        <h1>{t("Devices")}</h1>
-        <section class="card">
-            <div class="toolbar">
-                <label class="inline">
-                    {t("Search")}
-                    <input type="search" name="device-search" bind:value=query placeholder=t("Thing name starts with") />
-                </label>
-            </div>
-            {loaded(things, |list: ThingList| {
-                if list.things.is_empty() {
-                    return view! { <p class="state empty">{t("No devices match.")}</p> }.into_any();
-                }
-                view! {
-                    <table class="table">
-                        <thead>
-                            <tr>
-                                <th scope="col">{t("Device")}</th>
-                                <th scope="col">{t("Type")}</th>
-                                <th scope="col">{t("Attributes")}</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {list.things.into_iter().map(|thing| view! {
-                                <tr data-thing=thing.name.clone()>
-                                    <td><a href=Route::Device(thing.name.clone()).href()>{thing.name.clone()}</a></td>
-                                    <td>{thing.thing_type.unwrap_or_default()}</td>
-                                    <td class="muted">
-                                        {thing.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")}
-                                    </td>
-                                </tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                }
-                .into_any()
-            })}
-        </section>
-    }
-}
-
 fn detail_resource(name: StoredValue<String>) -> LocalResource<api::ApiResult<ThingDetail>> {
     let live = expect_context::<Live>();
     LocalResource::new(move || {
@@ -122,12 +79,183 @@ fn detail_resource(name: StoredValue<String>) -> LocalResource<api::ApiResult<Th
 
 #[component]
 pub fn DevicePage(name: String) -> impl IntoView {
+    let thing = StoredValue::new(name.clone());
+    let detail = detail_resource(thing);
     view! {
         <p class="crumbs"><a href=Route::Devices.href()>{t("Devices")}</a> " / "</p>
         <h1>{name.clone()}</h1>
-        <section class="card">
-            <div class="card-body"><DeviceBody name=name.clone() /></div>
+        {loaded(detail, move |d: ThingDetail| view! {
+            <QuickActions detail=d refetch=Callback::new(move |()| detail.refetch()) />
+        })}
+        <DeviceInventory name />
+    }
+}
+
+/// The inventory's view of a device: connectivity, software, groups and attributes, their
+/// histories, its job executions with their status details, and revoking its certificates.
+#[component]
+fn DeviceInventory(name: String) -> impl IntoView {
+    let ticks = visible_ticks(expect_context::<Live>());
+    let thing = StoredValue::new(name);
+    let detail = LocalResource::new(move || {
+        ticks.track();
+        let name = thing.get_value();
+        async move { api::get::<DeviceDetail>(&format!("/api/v1/devices/{}", encode(&name))).await }
+    });
+    let revoking = RwSignal::new(false);
+    let revoke = Callback::new(move |(_, _): (String, bool)| {
+        let name = thing.get_value();
+        spawn_local(async move {
+            let result = api::post::<_, DeviceCertificates>(
+                &format!("/api/v1/devices/{}/revoke", encode(&name)),
+                &json!({}),
+            )
+            .await;
+            revoking.set(false);
+            match result {
+                Ok(revoked) => notify(
+                    true,
+                    format!(
+                        "{} {}",
+                        tr("Certificates revoked:"),
+                        revoked
+                            .certificates
+                            .iter()
+                            .filter(|c| c.status == "REVOKED")
+                            .count()
+                    ),
+                ),
+                Err(e) => notify(false, e.to_string()),
+            }
+            detail.refetch();
+        });
+    });
+    view! {
+        <section class="card" data-testid="device-inventory">
+            <div class="card-header row">
+                <h2>{t("Inventory")}</h2>
+                {may(Act::ManageFleet).then(|| view! {
+                    <button type="button" class="button danger push" data-testid="revoke"
+                        on:click=move |_| revoking.set(true)>{t("Revoke certificates")}</button>
+                })}
+            </div>
+            <div class="card-body">
+                {loaded(detail, |d: DeviceDetail| view! { <InventoryFacts detail=d /> })}
+            </div>
         </section>
+        {move || revoking.get().then(|| view! {
+            <Confirm title=tr("Revoke certificates").to_owned()
+                message=format!(
+                    "{} {}. {}",
+                    tr("Revoke every certificate of"),
+                    thing.get_value(),
+                    tr("The device is disconnected and cannot connect again with them."),
+                )
+                reason=Reason::None force_label=None confirm_label="Revoke" danger=true
+                on_confirm=revoke on_close=Callback::new(move |()| revoking.set(false)) />
+        })}
+    }
+}
+
+#[component]
+fn InventoryFacts(detail: DeviceDetail) -> impl IntoView {
+    let d = detail.device;
+    let none = || "—".to_owned();
+    view! {
+        <dl class="facts">
+            <dt>{t("Connectivity")}</dt>
+            <dd data-testid="device-connectivity"><Connectivity connected=d.connected last_seen_at=d.last_seen_at.clone() /></dd>
+            <dt>{t("Installed version")}</dt>
+            <dd data-testid="installed-version">{d.installed_version.clone().unwrap_or_else(none)}</dd>
+            <dt>{t("Agent version")}</dt>
+            <dd>{d.agent_version.clone().unwrap_or_else(none)}</dd>
+            <dt>{t("Type")}</dt>
+            <dd>{d.thing_type.clone().unwrap_or_else(none)}</dd>
+            <dt>{t("Groups")}</dt>
+            <dd>{if d.groups.is_empty() { none() } else { d.groups.join(", ") }}</dd>
+            {d.attributes.iter().map(|(k, v)| view! { <dt>{k.clone()}</dt> <dd>{v.clone()}</dd> }).collect_view()}
+        </dl>
+        <div class="histories">
+            <div>
+                <h3>{t("Connectivity history")}</h3>
+                {if detail.connectivity.is_empty() {
+                    view! { <p class="muted">{t("Never connected.")}</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="table" data-testid="connectivity-history">
+                            <thead><tr>
+                                <th scope="col">{t("When (UTC)")}</th>
+                                <th scope="col">{t("Change")}</th>
+                                <th scope="col">{t("Reason")}</th>
+                            </tr></thead>
+                            <tbody>
+                                {detail.connectivity.into_iter().map(|c| view! {
+                                    <tr data-connected=c.connected.to_string()>
+                                        <td class="muted">{format_time(&c.at)}</td>
+                                        <td>{if c.connected { t("Connected") } else { t("Disconnected") }}</td>
+                                        <td>{c.reason.unwrap_or_default()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                }}
+            </div>
+            <div>
+                <h3>{t("Version history")}</h3>
+                {if detail.versions.is_empty() {
+                    view! { <p class="muted">{t("No version reported yet.")}</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="table" data-testid="version-history">
+                            <thead><tr>
+                                <th scope="col">{t("Version")}</th>
+                                <th scope="col">{t("Reported (UTC)")}</th>
+                            </tr></thead>
+                            <tbody>
+                                {detail.versions.into_iter().map(|v| view! {
+                                    <tr data-version=v.version.clone()>
+                                        <td><code>{v.version.clone()}</code></td>
+                                        <td class="muted">{format_time(&v.reported_at)}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                }}
+            </div>
+        </div>
+        <h3>{t("Job history")}</h3>
+        {if detail.executions.is_empty() {
+            view! { <p class="muted">{t("No jobs yet.")}</p> }.into_any()
+        } else {
+            view! {
+                <table class="table" data-testid="device-executions">
+                    <thead><tr>
+                        <th scope="col">{t("Job")}</th>
+                        <th scope="col">{t("Status")}</th>
+                        <th scope="col" class="num">{t("Attempt")}</th>
+                        <th scope="col">{t("Status details")}</th>
+                        <th scope="col">{t("Updated (UTC)")}</th>
+                    </tr></thead>
+                    <tbody>
+                        {detail.executions.into_iter().map(|e| view! {
+                            <tr data-job-id=e.job_id.clone()>
+                                <td><a href=Route::Job(e.job_id.clone()).href()><code>{e.job_id.clone()}</code></a></td>
+                                <td><Pill status=e.status.clone() /></td>
+                                <td class="num">{e.execution_number}</td>
+                                <td class="details">
+                                    {e.status_details.iter().map(|(k, v)| view! {
+                                        <div><span class="muted">{k.clone()} ": "</span>{v.clone()}</div>
+                                    }).collect_view()}
+                                </td>
+                                <td class="muted">{e.updated_at.as_deref().map(format_time).unwrap_or_default()}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            }.into_any()
+        }}
     }
 }
 
@@ -209,9 +337,32 @@ pub fn TechPage(name: Option<String>) -> impl IntoView {
 fn TechDevice(name: String) -> impl IntoView {
     view! {
         <section class="card tech-device" data-testid="tech-device" data-thing=name.clone()>
-            <div class="card-header"><h2>{name.clone()}</h2></div>
+            <div class="card-header"><h2>{name.clone()}</h2><DeviceState name=name.clone() /></div>
             <div class="card-body"><DeviceBody name=name.clone() /></div>
         </section>
+    }
+}
+
+/// Whether the device is online and what it runs, for the technician's header; nothing while
+/// the inventory does not know the device.
+#[component]
+fn DeviceState(name: String) -> impl IntoView {
+    let ticks = visible_ticks(expect_context::<Live>());
+    let thing = StoredValue::new(name);
+    let device = LocalResource::new(move || {
+        ticks.track();
+        let name = thing.get_value();
+        async move { api::get::<Device>(&format!("/api/v1/devices/{}", encode(&name))).await }
+    });
+    move || {
+        device.get().and_then(Result::ok).map(|d| {
+            view! {
+                <span class="row" data-testid="tech-device-state">
+                    <Connectivity connected=d.connected last_seen_at=d.last_seen_at.clone() />
+                    {d.installed_version.map(|v| view! { <code>{v}</code> })}
+                </span>
+            }
+        })
     }
 }
 

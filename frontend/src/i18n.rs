@@ -458,6 +458,105 @@ static ES: &[(&str, &str)] = &[
         "…after at least this many finished",
         "…tras al menos estos terminados",
     ),
+    ("Agent version", "Versión del agente"),
+    ("Attributes (key=value;…)", "Atributos (clave=valor;…)"),
+    (
+        "Attributes are key=value pairs separated by ;",
+        "Los atributos son pares clave=valor separados por ;",
+    ),
+    ("Bundle", "Paquete"),
+    (
+        "Bundle downloaded; the server no longer has it.",
+        "Paquete descargado; el servidor ya no lo guarda.",
+    ),
+    ("CSV file", "Archivo CSV"),
+    ("Certificates revoked:", "Certificados revocados:"),
+    ("Change", "Cambio"),
+    (
+        "Columns: name, thing_type, attributes (key=value;…), groups (a;b), software_version; a header line first. A file with any problem registers nothing.",
+        "Columnas: name, thing_type, attributes (clave=valor;…), groups (a;b), software_version; primero una línea de cabecera. Un archivo con cualquier problema no registra nada.",
+    ),
+    ("Connected", "Conectado"),
+    ("Connectivity", "Conectividad"),
+    ("Connectivity history", "Historial de conectividad"),
+    ("Create group", "Crear grupo"),
+    ("Device registered:", "Dispositivo registrado:"),
+    ("Disconnected", "Desconectado"),
+    ("Download bundle", "Descargar paquete"),
+    (
+        "Dynamic (members found by a query)",
+        "Dinámico (miembros según una consulta)",
+    ),
+    (
+        "Enter the device's name.",
+        "Introduce el nombre del dispositivo.",
+    ),
+    ("First page", "Primera página"),
+    ("Group", "Grupo"),
+    ("Group created:", "Grupo creado:"),
+    ("Group name", "Nombre del grupo"),
+    ("Groups (comma-separated)", "Grupos (separados por comas)"),
+    ("Import devices from CSV", "Importar dispositivos desde CSV"),
+    ("Importing…", "Importando…"),
+    ("Installed version", "Versión instalada"),
+    ("Inventory", "Inventario"),
+    ("Kind", "Tipo de grupo"),
+    ("Last job", "Último trabajo"),
+    ("Line", "Línea"),
+    ("Members", "Miembros"),
+    ("Name starts with", "El nombre empieza por"),
+    ("Never connected.", "Nunca se ha conectado."),
+    ("Never reported", "Nunca informada"),
+    ("No groups yet.", "Aún no hay grupos."),
+    (
+        "No version reported yet.",
+        "Aún no ha informado ninguna versión.",
+    ),
+    ("Online", "En línea"),
+    ("Open the device", "Abrir el dispositivo"),
+    ("Parent group (optional)", "Grupo padre (opcional)"),
+    ("Query", "Consulta"),
+    ("Register", "Registrar"),
+    ("Register a device", "Registrar un dispositivo"),
+    ("Registered before", "Ya registrado"),
+    ("Reported (UTC)", "Informada (UTC)"),
+    ("Result", "Resultado"),
+    ("Revoke", "Revocar"),
+    ("Revoke certificates", "Revocar certificados"),
+    (
+        "Revoke every certificate of",
+        "Revocar todos los certificados de",
+    ),
+    ("Share", "Proporción"),
+    ("Software distribution", "Distribución del software"),
+    ("Software version", "Versión del software"),
+    (
+        "Static (members added by name)",
+        "Estático (miembros añadidos por nombre)",
+    ),
+    ("Status details", "Detalles del estado"),
+    (
+        "The bundle holds the device's private key and can be downloaded once, until",
+        "El paquete contiene la clave privada del dispositivo y solo se puede descargar una vez, hasta el",
+    ),
+    (
+        "The device is disconnected and cannot connect again with them.",
+        "El dispositivo se desconecta y no podrá volver a conectarse con ellos.",
+    ),
+    (
+        "The device was not registered.",
+        "El dispositivo no se ha registrado.",
+    ),
+    (
+        "The file could not be read.",
+        "No se ha podido leer el archivo.",
+    ),
+    ("Thing type", "Tipo de cosa"),
+    ("Version history", "Historial de versiones"),
+    ("Whole fleet", "Toda la flota"),
+    ("is registered.", "está registrado."),
+    ("registered", "registrados"),
+    ("seen", "visto"),
 ];
 
 #[cfg(test)]
@@ -469,6 +568,7 @@ mod tests {
         include_str!("admin.rs"),
         include_str!("app.rs"),
         include_str!("devices.rs"),
+        include_str!("inventory.rs"),
         include_str!("jobs.rs"),
         include_str!("overview.rs"),
         include_str!("rollouts.rs"),
@@ -546,6 +646,15 @@ mod tests {
                 .into_iter()
                 .flat_map(|a| [a.label(), a.explain()])
             })
+            .chain([
+                crate::inventory::registration(" ", "", "", "", "")
+                    .unwrap_err()
+                    .1,
+                crate::inventory::registration("x", "", "y", "", "")
+                    .unwrap_err()
+                    .1,
+                "Revoke",
+            ])
             .chain(
                 crate::wizard::all_problems(&crate::wizard::Draft {
                     source: crate::wizard::Source::Template,

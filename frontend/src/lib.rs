@@ -16,6 +16,7 @@ mod api;
 mod app;
 mod devices;
 mod i18n;
+mod inventory;
 mod jobs;
 mod live;
 mod overview;

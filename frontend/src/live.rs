@@ -69,3 +69,19 @@ pub fn start() -> Live {
     }
     live
 }
+
+/// A counter that follows [`Live::version`] while the page is visible, and stands still while
+/// the tab is hidden. For views of changes the feed does not announce (the inventory's
+/// connectivity and versions): they refresh on the feed's quiet-time tick, every [`FALLBACK`]
+/// at most, but not in a tab nobody looks at.
+pub fn visible_ticks(live: Live) -> RwSignal<u64> {
+    let ticks = RwSignal::new(0u64);
+    Effect::new(move |first: Option<()>| {
+        live.version.track();
+        // The first run only subscribes: the page has just read its data.
+        if first.is_some() && !document().hidden() {
+            ticks.update(|v| *v += 1);
+        }
+    });
+    ticks
+}

@@ -26,6 +26,9 @@ pub enum Act {
     Deploy,
     /// Retry or cancel one device's execution, run a template on it, reboot it.
     DeviceAction,
+    /// Register devices (one or from a CSV file), revoke their certificates, create thing
+    /// groups: the server's operator routes of the inventory.
+    ManageFleet,
 }
 
 impl Role {
@@ -68,6 +71,9 @@ mod tests {
         assert!(Role::Technician.allows(Act::DeviceAction));
         assert!(!Role::Technician.allows(Act::Deploy));
         assert!(!Role::Technician.allows(Act::SteerRollout));
+        assert!(!Role::Technician.allows(Act::ManageFleet));
+        assert!(Role::Operator.allows(Act::ManageFleet));
+        assert!(Role::Admin.allows(Act::ManageFleet));
         assert!(!Role::Viewer.allows(Act::DeviceAction));
         assert!(!Role::Viewer.allows(Act::Deploy));
         assert!(Role::Admin.allows(Act::Deploy));

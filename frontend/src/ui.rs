@@ -120,9 +120,50 @@ where
     }
 }
 
+/// Makes the browser save `text` as `file` of type `mime`.
+pub fn save_file(file: &str, mime: &str, text: &str) -> Result<(), wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsCast as _;
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let link: web_sys::HtmlAnchorElement = document().create_element("a")?.unchecked_into();
+    link.set_href(&url);
+    link.set_download(file);
+    link.click();
+    web_sys::Url::revoke_object_url(&url)
+}
+
 /// An error as an alert.
 pub fn error_box(e: &ApiError) -> impl IntoView + use<> {
     view! { <div class="state error" role="alert">{e.to_string()}</div> }
+}
+
+/// An error as an alert that lists the API's field messages one per line (a CSV import's
+/// `line 5.attributes`, say) instead of joining them.
+pub fn field_errors_box(e: &ApiError) -> impl IntoView + use<> {
+    let fields = e.fields.clone();
+    view! {
+        <div class="state error" role="alert">
+            <p>{e.message.clone()}</p>
+            {(!fields.is_empty()).then(|| view! {
+                <ul class="field-errors">
+                    {fields.into_iter().map(|f| view! {
+                        <li data-field=f.field.clone()><code>{f.field.clone()}</code>": "{f.message.clone()}</li>
+                    }).collect_view()}
+                </ul>
+            })}
+        </div>
+    }
+}
+
+/// The API's message for `field`, if it sent one.
+pub fn field_message(e: &ApiError, field: &str) -> Option<String> {
+    e.fields
+        .iter()
+        .find(|f| f.field == field || f.field.starts_with(&format!("{field}.")))
+        .map(|f| f.message.clone())
 }
 
 /// A job's status as a coloured pill.

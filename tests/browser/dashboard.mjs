@@ -6,6 +6,9 @@
 //
 //   FLOTILLA_URL=http://127.0.0.1:PORT FLOTILLA_SCREENSHOTS=DIR node dashboard.mjs
 //
+// It also installs 2.0.0 on sim-0007 (job `ui-install`) and waits until all 30 simulated
+// devices are online in the inventory.
+//
 // Each check prints `ok - …`; the first failure prints `not ok - …` and exits with status 1.
 // axe-core must find no serious or critical violation on any page, in both themes.
 
@@ -165,6 +168,89 @@ await check('the audit log exports CSV', async () => {
   const csv = readFileSync(await download.path(), 'utf8');
   assert(csv.startsWith('id,at,actor,action,target,status,outcome,source,request\r\n'), csv.slice(0, 200));
   assert(csv.includes('/api/v1/rollouts') && csv.includes('bad build 42'), 'the CSV has the rollout and the cancel');
+});
+
+await check('the devices page shows the inventory, pages through it and filters by connectivity', async () => {
+  await open(page, '#/devices', 'tr[data-thing=sim-0001]');
+  await page.waitForSelector('tr[data-thing=sim-0001] .badge[data-connected=true]');
+  const version = await page.getAttribute('tr[data-thing=sim-0001] td[data-version]', 'data-version');
+  assert(version === '1.0.0', `sim-0001 runs ${version}`);
+  await page.waitForSelector('tr[data-thing=sim-0007] td[data-version="2.0.0"]');
+  // 30 devices, 25 a page.
+  assert(!(await page.$('tr[data-thing=sim-0026]')), 'the first page ends at sim-0025');
+  await page.click('[data-testid=next-page]');
+  await page.waitForSelector('tr[data-thing=sim-0026]');
+  assert(!(await page.$('tr[data-thing=sim-0001]')), 'the second page starts after the first');
+  assert(!(await page.$('[data-testid=next-page]')), 'the second page is the last');
+  await page.click('[data-testid=first-page]');
+  await page.waitForSelector('tr[data-thing=sim-0001]');
+  await page.selectOption('[name=filter-connectivity]', 'offline');
+  await page.waitForSelector('[data-testid=device-search] .state.empty');
+  await page.selectOption('[name=filter-connectivity]', 'online');
+  await page.waitForSelector('tr[data-thing=sim-0001] .badge[data-connected=true]');
+  // The distribution: 29 devices on 1.0.0, sim-0007 on 2.0.0.
+  await page.waitForFunction(() =>
+    document.querySelector('[data-testid=distribution] tr[data-version="2.0.0"] [data-testid=version-devices]')?.textContent === '1');
+  await accessible(page, 'devices');
+});
+
+await check('a device registered in the form gets its one-time bundle, and shows offline', async () => {
+  await open(page, '#/devices', '[data-testid=register-device]');
+  await page.fill('[name=register-name]', 'ui-new-1');
+  await page.fill('[name=register-attributes]', 'nokey');
+  await page.click('[data-testid=register-device] button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#err-register-attributes')?.textContent.trim() !== '');
+  await page.fill('[name=register-attributes]', 'site=lab');
+  await page.fill('[name=register-software_version]', '0.9.0');
+  await page.click('[data-testid=register-device] button[type=submit]');
+  await page.waitForSelector('[data-testid=registered][data-thing=ui-new-1]', { timeout: 30000 });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=download-bundle]')]);
+  const bundle = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert(bundle.thing_name === 'ui-new-1', `the bundle is ui-new-1's: ${bundle.thing_name}`);
+  assert(bundle.private_key_pem.includes('PRIVATE KEY') && bundle.agent_config.includes('0.9.0'), 'the bundle has a key and the version');
+  await page.waitForSelector('[data-testid=bundle-downloaded]');
+  await page.selectOption('[name=filter-connectivity]', 'offline');
+  await page.waitForSelector('tr[data-thing=ui-new-1] .badge[data-connected=false]');
+  assert(!(await page.$('tr[data-thing=sim-0001]')), 'online devices are filtered out');
+});
+
+await check('a dynamic group with a bad query is refused on the field, a good one is created', async () => {
+  await page.fill('[name=group-name]', 'ui-lab');
+  await page.check('input[name=group-kind][value=dynamic]');
+  await page.fill('[name=group-query]', 'connectivity.connected:true');
+  await page.click('[data-testid=create-group] button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=group-query-error]')?.textContent.trim() !== '');
+  await page.fill('[name=group-query]', 'attributes.site:lab');
+  await page.click('[data-testid=create-group] button[type=submit]');
+  await page.waitForSelector('[data-testid=groups] tr[data-group=ui-lab]');
+  const members = await page.textContent('[data-testid=groups] tr[data-group=ui-lab] td.num');
+  assert(members.trim() === '1', `ui-lab has ${members} members`);
+  await accessible(page, 'devices with forms filled');
+});
+
+await check('a device page shows connectivity, version history and executions', async () => {
+  await open(page, '#/devices/sim-0007', '[data-testid=device-inventory] .facts');
+  await page.waitForSelector('[data-testid=device-connectivity] .badge[data-connected=true]');
+  assert((await page.textContent('[data-testid=installed-version]')).trim() === '2.0.0', 'sim-0007 runs 2.0.0');
+  await page.waitForSelector('[data-testid=version-history] tr[data-version="2.0.0"]');
+  await page.waitForSelector('[data-testid=version-history] tr[data-version="1.0.0"]');
+  await page.waitForSelector('[data-testid=connectivity-history] tr[data-connected=true]');
+  await page.waitForSelector('[data-testid=device-executions] tr[data-job-id=ui-install] [data-status=SUCCEEDED]');
+  await accessible(page, 'device inventory');
+});
+
+await check("a device's certificates are revoked after a confirmation", async () => {
+  await open(page, '#/devices/ui-new-1', '[data-testid=device-inventory] .facts');
+  await page.waitForSelector('[data-testid=device-connectivity] .badge[data-connected=false]');
+  await page.click('[data-testid=revoke]');
+  await page.waitForSelector('dialog[open]');
+  await page.click('dialog[open] button[type=submit]');
+  // An earlier notice may still show: wait for this one.
+  await page.waitForFunction(() => /revoked/.test(document.querySelector('[data-testid=notice].ok')?.textContent ?? ''));
+  const notice = await page.textContent('[data-testid=notice]');
+  assert(/revoked: 1/.test(notice), `the notice counts the revoked certificate: ${notice}`);
+  const certificates = await api('/api/v1/devices/ui-new-1/certificates');
+  assert(certificates.certificates.every((c) => c.status === 'REVOKED'), JSON.stringify(certificates));
 });
 
 await check('the page is keyboard navigable', async () => {

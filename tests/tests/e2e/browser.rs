@@ -98,6 +98,15 @@ async fn the_dashboard_works_in_chromium() {
                "document": {"simulate": {"outcome": "FAILED", "duration_ms": 100}}}),
     )
     .await;
+    // sim-0007 installs 2.0.0, so its page has a version history and the distribution two
+    // versions.
+    post(
+        &app,
+        "/api/v1/jobs",
+        json!({"job_id": "ui-install", "things": ["sim-0007"],
+               "document": {"operation": "install", "softwareVersion": "2.0.0"}}),
+    )
+    .await;
     eventually(
         "ui-fail to fail and ui-hang to start",
         Duration::from_secs(60),
@@ -105,6 +114,18 @@ async fn the_dashboard_works_in_chromium() {
             let failed = app.job("ui-fail").await?.job.counts.failed == 1;
             let started = app.job("ui-hang").await?.job.counts.in_progress == 2;
             (failed && started).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "every simulated device to be online and sim-0007 to report 2.0.0",
+        Duration::from_secs(60),
+        || async {
+            let online = get(&app, "/api/v1/devices?connectivity=online&limit=100").await;
+            let upgraded = get(&app, "/api/v1/devices?version=2.0.0").await;
+            (online["devices"].as_array()?.len() == 30
+                && upgraded["devices"][0]["name"] == "sim-0007")
+                .then_some(())
         },
     )
     .await;
@@ -134,7 +155,25 @@ async fn the_dashboard_works_in_chromium() {
         sim20["executions"].as_array().unwrap().len() >= 2,
         "{sim20}"
     );
-    for page in ["overview", "rollout", "technician-device", "audit"] {
+    // The device registered in the form, its certificate revoked there, and the group.
+    let registered = get(&app, "/api/v1/devices/ui-new-1").await;
+    assert_eq!(registered["attributes"]["site"], "lab", "{registered}");
+    let certificates = get(&app, "/api/v1/devices/ui-new-1/certificates").await;
+    let certificates = certificates["certificates"].as_array().unwrap();
+    assert!(
+        !certificates.is_empty() && certificates.iter().all(|c| c["status"] == "REVOKED"),
+        "{certificates:?}"
+    );
+    let group = get(&app, "/api/v1/thing-groups/ui-lab").await;
+    assert_eq!(group["members"], json!(["ui-new-1"]), "{group}");
+    for page in [
+        "overview",
+        "rollout",
+        "technician-device",
+        "audit",
+        "devices",
+        "device",
+    ] {
         for size in ["desktop", "tablet"] {
             let shot = shots.join(format!("{page}-{size}.png"));
             assert!(shot.is_file(), "{} was not written", shot.display());
