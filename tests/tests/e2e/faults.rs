@@ -575,7 +575,7 @@ async fn a_standalone_engine_killed_mid_rollout_loses_and_duplicates_nothing() {
             .json()
             .await
             .expect("a job");
-        assert_eq!(detail.job.status, "COMPLETED", "{detail:?}");
+        assert_eq!(detail.job.status.as_str(), "COMPLETED", "{detail:?}");
         for execution in &detail.executions {
             assert_eq!(
                 (execution.status.as_str(), execution.execution_number),
@@ -808,7 +808,7 @@ async fn devices_cut_off_mid_job_report_once_they_are_back() {
         );
     }
     let during = app.job("through-partition").await.expect("the job");
-    assert_eq!(during.job.status, "IN_PROGRESS", "{during:?}");
+    assert_eq!(during.job.status.as_str(), "IN_PROGRESS", "{during:?}");
     let (cut, refused) = partition.counts();
     assert_eq!(cut, 6, "every cut-off device's connection was reset");
     assert!(refused > 0, "the devices tried to reconnect meanwhile");
@@ -820,7 +820,7 @@ async fn devices_cut_off_mid_job_report_once_they_are_back() {
         Duration::from_secs(120),
         || async {
             let job = app.job("through-partition").await?;
-            (job.job.status == "COMPLETED").then_some(job)
+            (job.job.status.as_str() == "COMPLETED").then_some(job)
         },
     )
     .await;
