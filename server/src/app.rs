@@ -312,7 +312,7 @@ impl RunningServer {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A random secret for credentials that live only as long as this process.
-fn ephemeral_secret() -> String {
+pub(crate) fn ephemeral_secret() -> String {
     use rand::Rng;
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)

@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the dashboard server.
     Serve(Box<ServeArgs>),
+    /// Run the embedded engine alone (IoT control plane, MQTT broker, artifact store), for
+    /// servers in AWS mode pointed at it with `--iot-endpoint` and `--s3-endpoint`.
+    Engine(Box<EngineArgs>),
     /// Run a simulated fleet: devices `sim-0001` … each with its own MQTT connection.
     Simulate(Box<SimulateArgs>),
     /// Print a device's token for the engine's plain MQTT listener (its MQTT password).
@@ -204,6 +207,51 @@ fn positive_rate(value: &str) -> Result<f64, String> {
     }
 }
 
+/// `flotilla engine`: the engine in a process of its own, on its own ports, its state in the
+/// `engine` schema of its database. Servers reach it as they reach AWS.
+#[derive(Debug, clap::Args)]
+struct EngineArgs {
+    /// PostgreSQL connection URL (migrations run at start-up).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Where the IoT control-plane API listens (servers: `--iot-endpoint http://ADDR`).
+    #[arg(
+        long,
+        env = "FLOTILLA_ENGINE_LISTEN",
+        default_value = "127.0.0.1:18833"
+    )]
+    engine_listen: SocketAddr,
+    /// Where the MQTT broker listens for devices.
+    #[arg(long, env = "FLOTILLA_MQTT_LISTEN", default_value = "127.0.0.1:18830")]
+    mqtt_listen: SocketAddr,
+    /// Where the MQTT broker listens for devices over TLS with engine-issued certificates.
+    #[arg(long, env = "FLOTILLA_MQTTS_LISTEN", default_value = "127.0.0.1:18831")]
+    mqtts_listen: SocketAddr,
+    /// Where the artifact store (an S3-compatible API) listens (servers: `--s3-endpoint`).
+    #[arg(long, env = "FLOTILLA_S3_LISTEN", default_value = "127.0.0.1:18832")]
+    s3_listen: SocketAddr,
+    /// Where the artifact store keeps its files (default as for `flotilla serve`).
+    #[arg(long, env = "FLOTILLA_ARTIFACT_DIR")]
+    artifact_dir: Option<PathBuf>,
+    /// The region in ARNs and in the SigV4 credential scope.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// The access key id the control plane and the artifact store accept (servers give it
+    /// as `AWS_ACCESS_KEY_ID`).
+    #[arg(long, env = "FLOTILLA_ENGINE_ACCESS_KEY_ID")]
+    access_key_id: String,
+    /// The secret access key that goes with it (`AWS_SECRET_ACCESS_KEY` for servers).
+    #[arg(
+        long,
+        env = "FLOTILLA_ENGINE_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    secret_access_key: String,
+    /// The secret of device tokens on the plain MQTT listener, as for `flotilla serve`.
+    #[arg(long, env = "FLOTILLA_DEVICE_TOKEN_SECRET", hide_env_values = true)]
+    device_token_secret: Option<String>,
+}
+
 #[derive(Debug, clap::Args)]
 struct SimulateArgs {
     /// The MQTT endpoint (the engine's device listener).
@@ -275,6 +323,7 @@ pub fn main() -> anyhow::Result<()> {
                 audit_verify(&database_url).await
             }
             Command::Simulate(args) => simulate(*args).await,
+            Command::Engine(args) => engine(*args).await,
             Command::Keys(command) => command.run(),
             Command::DeviceToken {
                 thing_name,
@@ -361,6 +410,59 @@ async fn audit_verify(database_url: &str) -> anyhow::Result<()> {
             report.entries
         ),
     }
+}
+
+/// `flotilla engine`: runs the engine until Ctrl-C or SIGTERM. Its state is all in
+/// PostgreSQL and the artifact folder, so a killed engine restarted on the same database and
+/// ports carries on where it stopped.
+async fn engine(args: EngineArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if args.access_key_id.is_empty() || args.secret_access_key.is_empty() {
+        anyhow::bail!("--access-key-id and --secret-access-key must not be empty");
+    }
+    let pool = crate::db::connect_and_migrate(&args.database_url, 20).await?;
+    let http = tokio::net::TcpListener::bind(args.engine_listen)
+        .await
+        .with_context(|| format!("binding the control plane to {}", args.engine_listen))?;
+    let s3 = tokio::net::TcpListener::bind(args.s3_listen)
+        .await
+        .with_context(|| format!("binding the artifact store to {}", args.s3_listen))?;
+    let config = flotilla_engine::EngineConfig {
+        region: args.region,
+        account_id: "000000000000".into(),
+        access_key_id: args.access_key_id,
+        secret_access_key: args.secret_access_key,
+        // No server logs in with a password here: servers in AWS mode follow the engine by
+        // reconciliation, or by job events with an engine-issued certificate.
+        service_username: "flotilla-server".into(),
+        service_password: app::ephemeral_secret(),
+        device_token_secret: args.device_token_secret,
+        artifact_dir: args.artifact_dir.unwrap_or_else(default_artifact_dir),
+    };
+    let engine = flotilla_engine::RunningEngine::start(
+        pool,
+        config,
+        flotilla_engine::Listeners {
+            http,
+            mqtt: args.mqtt_listen,
+            mqtts: Some(args.mqtts_listen),
+            s3,
+        },
+    )
+    .await?;
+    println!(
+        "Flotilla engine is running: control plane http://{}, MQTT {}, MQTT over TLS {}, artifact store http://{}",
+        engine.http_addr,
+        engine.mqtt_addr,
+        engine
+            .mqtts_addr
+            .map_or_else(|| "-".to_owned(), |addr| addr.to_string()),
+        engine.s3_addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    engine.shutdown().await;
+    Ok(())
 }
 
 /// `flotilla simulate`: runs the fleet until Ctrl-C or SIGTERM.

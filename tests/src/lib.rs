@@ -1,6 +1,8 @@
 //! Cross-component end-to-end tests live in `tests/`; this library holds what the
 //! benchmarks in `examples/` share.
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -46,8 +46,12 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             let root = workspace_root();
             crate::bench_server::run_fleet_bench(&root, &target_dir(&root))
         }
+        Some("load") => {
+            let root = workspace_root();
+            crate::bench_server::run_load_bench(&root, &target_dir(&root), devices_arg(&args[1..])?)
+        }
         _ => bail!(
-            "usage: cargo xtask bench simulate|engine [--devices N] | server | artifacts | fleet | ui"
+            "usage: cargo xtask bench simulate|engine|load [--devices N] | server | artifacts | fleet | ui"
         ),
     }
 }

@@ -8,8 +8,10 @@
 //!   container image runs both, so it builds the UI exactly as CI does; see [`docker`]).
 //! - `browser`: the browser tests' tools (Chromium, the npm packages), the bundle, and the browser
 //!   test alone.
-//! - `bench simulate | engine | server | artifacts | fleet | ui`: the benchmarks; figures go to
-//!   `docs/benchmarks.md`.
+//! - `bench simulate | engine | server | artifacts | fleet | load | ui`: the benchmarks;
+//!   figures go to `docs/benchmarks.md`.
+//! - `soak [--seconds S]`: the fault tests (`faults::`) with devices cut off for a full minute
+//!   (or S seconds) instead of CI's ten.
 //! - `python`: make the tests' Python virtualenv and print its interpreter (for
 //!   `FLOTILLA_TEST_PYTHON` when running `cargo test` by hand).
 //! - `fuzz [--cases N] [--seed S]`: the fuzz targets (`fuzz_*` end-to-end tests) for long runs;
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&args[1..]),
         Some("ci") => ci(),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
         Some("frontend") => {
             use_ci_target_dir()?;
@@ -67,7 +70,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | fuzz [--cases N] [--seed S] | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|fleet|ui>"
+                "usage: cargo xtask <demo | ci | fuzz [--cases N] [--seed S] | soak [--seconds S] | dockerfile | frontend | frontend-tools | browser | python | bench simulate|engine|server|artifacts|fleet|load|ui>"
             );
             std::process::exit(2);
         }
@@ -203,6 +206,35 @@ fn fuzz(args: &[String]) -> Result<()> {
         test.env("FLOTILLA_FUZZ_SEED", seed);
     }
     run(&mut test)?;
+    drop(postgres);
+    Ok(())
+}
+
+/// `cargo xtask soak [--seconds S]`: the fault tests (`faults::`), 30% of the devices cut off
+/// for S seconds (60 when absent; CI cuts them off for 10), against a PostgreSQL of its own.
+fn soak(args: &[String]) -> Result<()> {
+    use_ci_target_dir()?;
+    let seconds = match args {
+        [] => "60".to_owned(),
+        [flag, seconds] if flag == "--seconds" && seconds.parse::<u64>().is_ok() => seconds.clone(),
+        _ => bail!("usage: cargo xtask soak [--seconds S]"),
+    };
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let postgres = postgres::Postgres::ensure(&root, &target)?;
+    run(cargo(&root)
+        .args([
+            "test",
+            "--package",
+            "flotilla-tests",
+            "--test",
+            "e2e",
+            "--locked",
+            "--",
+        ])
+        .args(["faults::", "--nocapture"])
+        .env("DATABASE_URL", postgres.admin_url())
+        .env("FLOTILLA_PARTITION_SECONDS", &seconds))?;
     drop(postgres);
     Ok(())
 }

@@ -29,6 +29,7 @@ mod helpers;
 mod hostile_input;
 mod inventory;
 mod jobs;
+mod load;
 mod openapi;
 mod projection;
 mod replicas;
