@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use flotilla_server::app;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api_support::{get, post};
 use crate::helpers::{TestDb, eventually, local_config};
@@ -541,22 +541,10 @@ async fn a_standalone_engine_killed_mid_rollout_loses_and_duplicates_nothing() {
 
     // One job per wave, one execution per device, each the first and each as its device
     // reported it, in the engine and in the server's projection alike.
-    let jobs: Value = http
-        .get(format!("{base}/api/v1/jobs"))
-        .send()
-        .await
-        .expect("GET jobs")
-        .json()
-        .await
-        .expect("jobs");
-    let mut ids: Vec<&str> = jobs["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .filter_map(|j| j["job_id"].as_str())
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["fw-engine-kill-w1", "fw-engine-kill-w2"]);
+    assert_eq!(
+        crate::rollouts::job_ids_over_http(&http, &base).await,
+        ["fw-engine-kill-w1", "fw-engine-kill-w2"]
+    );
     let executions = executions_of(&pool, "fw-engine-kill-").await;
     assert_eq!(executions.len(), 12, "{executions:?}");
     for (job, thing, status, rows, number) in &executions {

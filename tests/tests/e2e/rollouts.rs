@@ -965,6 +965,26 @@ pub(crate) async fn create_over_http(http: &reqwest::Client, base: &str, request
     assert_eq!(created.status(), StatusCode::CREATED);
 }
 
+/// `GET /api/v1/jobs`: every job id, sorted.
+pub(crate) async fn job_ids_over_http(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let jobs: Value = http
+        .get(format!("{base}/api/v1/jobs"))
+        .send()
+        .await
+        .expect("GET jobs")
+        .json()
+        .await
+        .expect("jobs");
+    let mut ids: Vec<String> = jobs["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["job_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Rollout `id` read through the HTTP API at `base` once `until` holds (`what` names it).
 pub(crate) async fn rollout_over_http(
     http: &reqwest::Client,
@@ -1024,22 +1044,10 @@ async fn a_server_killed_mid_wave_resumes_without_a_duplicate_job() {
     .await;
     assert_wave(&done.waves[0], 3, 3);
     assert_wave(&done.waves[1], 3, 3);
-    let jobs: Value = http
-        .get(format!("{base}/api/v1/jobs"))
-        .send()
-        .await
-        .expect("GET jobs")
-        .json()
-        .await
-        .expect("jobs");
-    let mut ids: Vec<&str> = jobs["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .filter_map(|j| j["job_id"].as_str())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["fw-kill-w1", "fw-kill-w2"]);
+    assert_eq!(
+        job_ids_over_http(&http, &base).await,
+        ["fw-kill-w1", "fw-kill-w2"]
+    );
     let running = done
         .events
         .iter()
