@@ -322,10 +322,14 @@ async fn register_one(
     .bind(expires_at)
     .execute(&state.pool)
     .await?;
-    // The inventory knows the device at once.
+    // The inventory knows the device at once. A resync that read the thing before it joined
+    // its groups may have inserted it first: what registration just did is newer.
     sqlx::query(
         "insert into server.devices (thing_name, thing_type_name, attributes, groups)
-         values ($1, $2, $3, $4) on conflict (thing_name) do nothing",
+         values ($1, $2, $3, $4)
+         on conflict (thing_name) do update
+         set thing_type_name = excluded.thing_type_name, attributes = excluded.attributes,
+             groups = excluded.groups",
     )
     .bind(&device.name)
     .bind(&device.thing_type)
